@@ -1,0 +1,85 @@
+/*
+ * sipcluster - shared state and globals of the Kamailio glue
+ *
+ * This file is part of sipcluster, a Kamailio module.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef _SC_MOD_H_
+#define _SC_MOD_H_
+
+#include "../../core/str.h"
+#include "../../core/locking.h"
+#include "../../core/counters.h"
+#include "sc_topo.h"
+
+#define SC_MAX_ALIVE_CODES 16
+
+/* everything every process sees; lives in shm, guarded by lock */
+typedef struct sc_shared
+{
+	gen_lock_t lock;
+	sc_topo_t *topo;		/* current topology (with run-time state) */
+	unsigned int next_uid;	/* next server uid */
+	unsigned int reloads;	/* successful reloads */
+	unsigned int reload_failures;
+	long long loaded_at;	/* wall-clock ms of the last (re)load */
+	int self;				/* index of this proxy in topo->proxies */
+} sc_shared_t;
+
+extern sc_shared_t *sc_shared;
+
+/* modparams */
+extern char *sc_cluster_file;
+extern char *sc_schema_file;
+extern str sc_proxy_name;
+extern str sc_geo_location;
+extern int sc_oos_check;
+extern int sc_oos_force;
+extern int sc_alive_codes[SC_MAX_ALIVE_CODES + 1];
+extern str sc_ping_from;
+extern int sc_ping_tick;
+extern str sc_event_route_name;
+
+/* statistics */
+extern stat_var *sc_st_pings;
+extern stat_var *sc_st_ping_failures;
+extern stat_var *sc_st_switchovers;
+extern stat_var *sc_st_reloads;
+
+/* clocks in ms */
+long long sc_now_ms(void);	/* monotonic */
+long long sc_wall_ms(void); /* wall clock */
+
+/* effective timing of a pair (document attribute or modparam) */
+void sc_pair_hcfg(const sc_pair_t *p, sc_hcfg_t *c);
+
+/* log lines, statistics and event_route for transitions; call WITHOUT the
+ * lock held: the snapshot says what changed */
+typedef struct sc_transition
+{
+	char pair[64];
+	char primary[80];
+	char active[64];
+	char active_addr[80];
+	char previous[64];
+	char reason[64];
+	int events;
+	int usable;
+} sc_transition_t;
+
+void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
+		int previous, const char *reason);
+void sc_transition_report(sc_transition_t *tr);
+
+/* RPC (sc_rpc.c) */
+int sc_rpc_init(void);
+
+/* reload the cluster document; on error fills msg and returns -1 */
+int sc_reload(char *msg, int msglen);
+
+/* OPTIONS pinging (sc_ping.c) */
+int sc_ping_init(void);
+void sc_ping_utimer(unsigned int ticks, void *param);
+
+#endif

@@ -1,0 +1,205 @@
+/*
+ * sipcluster - OPTIONS probing of the SIP Server HA pairs through tm
+ *
+ * One process ("sipcluster OPTIONS pinger") ticks every ping_tick ms. Under
+ * the lock it advances every pair's state machine and copies out the pings
+ * that are due; it sends them through tm after releasing the lock. The tm
+ * callback (any process) hands the outcome back to the state machine. The
+ * ping timeout is the state machine's own: tm's fr_timer does not matter.
+ *
+ * This file is part of sipcluster, a Kamailio module.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../../core/dprint.h"
+#include "../../core/mem/pkg.h"
+#include "../../core/parser/msg_parser.h"
+#include "../../modules/tm/tm_load.h"
+
+#include "sc_mod.h"
+#include "sc_topo.h"
+#include "sc_health.h"
+
+#define SC_URI_BUF 96
+
+typedef struct sc_ping_out
+{
+	char uri[SC_URI_BUF];
+	int urilen;
+	char sock[SC_URI_BUF]; /* "proto:addr:port" of this proxy, or "" */
+	int socklen;
+	unsigned int uid;
+	unsigned int seq;
+} sc_ping_out_t;
+
+static struct tm_binds sc_tmb;
+static str sc_options = str_init("OPTIONS");
+
+/* per-process scratch (pinger process) */
+static sc_ping_out_t *sc_out = NULL;
+static sc_transition_t *sc_tr = NULL;
+static int sc_out_size = 0;
+
+int sc_ping_init(void)
+{
+	if(load_tm_api(&sc_tmb) < 0) {
+		LM_ERR("cannot bind the tm API: load tm.so before sipcluster.so\n");
+		return -1;
+	}
+	return 0;
+}
+
+static void *sc_key(unsigned int uid, unsigned int seq)
+{
+	return (void *)(((unsigned long)uid << 32) | (unsigned long)seq);
+}
+
+/* apply a ping outcome; called without the lock */
+static void sc_ping_outcome(unsigned int uid, unsigned int seq, int code,
+		int faked)
+{
+	sc_server_t *s;
+	sc_pair_t *p;
+	sc_hcfg_t c;
+	sc_transition_t tr;
+	int events = 0, prev, alive, taken = 0;
+	char reason[64];
+
+	alive = !faked && sc_code_alive(code, sc_alive_codes);
+	if(alive)
+		snprintf(reason, sizeof(reason), "answered OPTIONS with %d", code);
+	else if(code == SC_CODE_SEND_ERROR)
+		snprintf(reason, sizeof(reason), "OPTIONS could not be sent");
+	else if(faked)
+		snprintf(reason, sizeof(reason), "OPTIONS not answered (tm %d)", code);
+	else
+		snprintf(reason, sizeof(reason), "answered OPTIONS with %d", code);
+
+	lock_get(&sc_shared->lock);
+	s = sc_topo_server_by_uid(sc_shared->topo, uid);
+	if(s != NULL) {
+		p = s->pair;
+		sc_pair_hcfg(p, &c);
+		prev = sc_pair_active_index(p);
+		taken = sc_health_result(p, &c, s->index, seq, code, alive,
+				sc_now_ms(), sc_wall_ms(), &events);
+		if(events)
+			sc_transition_fill(&tr, p, events, prev, reason);
+	}
+	lock_release(&sc_shared->lock);
+	if(taken && !alive)
+		update_stat(sc_st_ping_failures, 1);
+	if(events)
+		sc_transition_report(&tr);
+}
+
+static void sc_ping_cb(struct cell *t, int type, struct tmcb_params *ps)
+{
+	unsigned long key;
+
+	if(ps == NULL || ps->param == NULL)
+		return;
+	key = (unsigned long)(*ps->param);
+	sc_ping_outcome((unsigned int)(key >> 32), (unsigned int)key, ps->code,
+			ps->rpl == FAKED_REPLY);
+}
+
+static int sc_ping_grow(int n)
+{
+	sc_ping_out_t *o;
+	sc_transition_t *t;
+
+	if(n <= sc_out_size)
+		return 0;
+	o = pkg_realloc(sc_out, n * sizeof(*o));
+	if(o == NULL) {
+		PKG_MEM_ERROR;
+		return -1;
+	}
+	sc_out = o;
+	t = pkg_realloc(sc_tr, n * sizeof(*t));
+	if(t == NULL) {
+		PKG_MEM_ERROR;
+		return -1;
+	}
+	sc_tr = t;
+	sc_out_size = n;
+	return 0;
+}
+
+void sc_ping_utimer(unsigned int ticks, void *param)
+{
+	sc_topo_t *t;
+	int i, nout = 0, ntr = 0, nmiss = 0;
+	long long now, wall;
+	uac_req_t uac_r;
+	str uri, sock;
+
+	if(sc_shared == NULL)
+		return;
+	now = sc_now_ms();
+	wall = sc_wall_ms();
+
+	lock_get(&sc_shared->lock);
+	t = sc_shared->topo;
+	if(sc_ping_grow(t->npairs > 0 ? t->npairs : 1) < 0) {
+		lock_release(&sc_shared->lock);
+		return;
+	}
+	for(i = 0; i < t->npairs; i++) {
+		sc_pair_t *p = &t->pairs[i];
+		sc_hcfg_t c;
+		sc_ping_t ping;
+		int events = 0, prev, timed_out;
+		sc_proxy_t *self = &t->proxies[sc_shared->self];
+
+		sc_pair_hcfg(p, &c);
+		prev = sc_pair_active_index(p);
+		timed_out = (p->h.ping_srv >= 0 && now >= p->h.ping_deadline);
+		if(sc_health_tick(p, &c, now, wall, &ping, &events)) {
+			sc_server_t *s = p->srv[ping.srv];
+			sc_ping_out_t *o = &sc_out[nout++];
+			o->urilen = snprintf(o->uri, sizeof(o->uri), "%.*s", s->uri.len,
+					s->uri.s);
+			o->socklen = 0;
+			if(self->transport == s->transport)
+				o->socklen = snprintf(o->sock, sizeof(o->sock),
+						"%s:%.*s:%d", sc_transport_name(self->transport),
+						self->address.len, self->address.s, self->port);
+			o->uid = s->h.uid;
+			o->seq = ping.seq;
+		}
+		if(timed_out)
+			nmiss++;
+		if(events) {
+			sc_transition_fill(&sc_tr[ntr++], p, events, prev,
+					"OPTIONS not answered in time");
+		}
+	}
+	lock_release(&sc_shared->lock);
+
+	if(nmiss)
+		update_stat(sc_st_ping_failures, nmiss);
+	for(i = 0; i < ntr; i++)
+		sc_transition_report(&sc_tr[i]);
+
+	for(i = 0; i < nout; i++) {
+		sc_ping_out_t *o = &sc_out[i];
+		uri.s = o->uri;
+		uri.len = o->urilen;
+		sock.s = o->sock;
+		sock.len = o->socklen;
+		set_uac_req(&uac_r, &sc_options, 0, 0, 0, TMCB_LOCAL_COMPLETED,
+				sc_ping_cb, sc_key(o->uid, o->seq));
+		if(o->socklen > 0)
+			uac_r.ssock = &sock;
+		update_stat(sc_st_pings, 1);
+		if(sc_tmb.t_request(&uac_r, &uri, &uri, &sc_ping_from, 0) < 0) {
+			LM_DBG("cannot send OPTIONS to %.*s\n", uri.len, uri.s);
+			sc_ping_outcome(o->uid, o->seq, SC_CODE_SEND_ERROR, 0);
+		}
+	}
+}

@@ -1,0 +1,224 @@
+/*
+ * sipcluster - RPC commands (kamcmd sipcluster.*)
+ *
+ * This file is part of sipcluster, a Kamailio module.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../../core/dprint.h"
+#include "../../core/rpc.h"
+#include "../../core/rpc_lookup.h"
+
+#include "sc_mod.h"
+#include "sc_topo.h"
+#include "sc_health.h"
+
+static void sc_rpc_server(rpc_t *rpc, void *ah, const sc_pair_t *p, int i,
+		long long now)
+{
+	const sc_server_t *s = p->srv[i];
+	void *sh;
+	int active = (sc_pair_active_index(p) == i);
+
+	if(rpc->array_add(ah, "{", &sh) < 0)
+		return;
+	rpc->struct_add(sh, "SSdssS", "name", &s->name, "address", &s->address,
+			"port", s->port, "transport", sc_transport_name(s->transport),
+			"role", sc_role_name(s->role), "uri", &s->uri);
+	rpc->struct_add(sh, "sdsdddLuu", "active", active ? "yes" : "no",
+			"uid", (int)s->h.uid, "admin", sc_admin_name(s->h.admin),
+			"last_code", s->h.last_code, "fails", s->h.fails, "rtt_ms",
+			s->h.rtt, "last_answer_ms", (long long)s->h.last_answer, "pings",
+			(unsigned)s->h.pings, "requests", (unsigned)s->h.requests);
+	rpc->struct_add(sh, "d", "last_answer_age_ms",
+			s->h.last_answer ? (int)(now - s->h.last_answer) : -1);
+}
+
+static void sc_rpc_pair(rpc_t *rpc, void *ah, const sc_pair_t *p, long long now)
+{
+	void *ph, *sh;
+	int i, a;
+	sc_hcfg_t c;
+
+	if(rpc->array_add(ah, "{", &ph) < 0)
+		return;
+	sc_pair_hcfg(p, &c);
+	a = sc_pair_active_index(p);
+	rpc->struct_add(ph, "Sd", "name", &p->name, "weight", p->weight);
+	rpc->struct_add(ph, "ssSss", "state",
+			sc_pair_usable(p) ? "in-service" : "out-of-service", "probe",
+			sc_pair_state_name(p->h.state), "active",
+			a >= 0 ? &p->srv[a]->name : &p->name, "mode",
+			sc_mode_name(p->h.mode), "admin", sc_admin_name(p->h.admin));
+	rpc->struct_add(ph, "dduuL", "oos_check", c.check / 1000, "oos_force",
+			c.force / 1000, "switchovers", (unsigned)p->h.switchovers,
+			"calls", (unsigned)p->h.calls, "since_ms", (long long)p->h.since);
+	if(rpc->struct_add(ph, "[", "SERVERS", &sh) < 0)
+		return;
+	for(i = 0; i < p->nservers; i++)
+		sc_rpc_server(rpc, sh, p, i, now);
+}
+
+static const char *sc_rpc_list_doc[2] = {
+		"Show the cluster topology grouped by geo-location, with the live "
+		"state of every HA pair and server",
+		0};
+
+static void sc_rpc_list(rpc_t *rpc, void *ctx)
+{
+	void *th, *gh, *gah, *xh, *ph, *ah;
+	sc_topo_t *t;
+	int g, i;
+	long long now = sc_wall_ms();
+	str geo;
+
+	if(rpc->add(ctx, "{", &th) < 0) {
+		rpc->fault(ctx, 500, "Internal error");
+		return;
+	}
+	lock_get(&sc_shared->lock);
+	t = sc_shared->topo;
+	rpc->struct_add(th, "SSSS", "cluster", &t->name, "file", &t->file,
+			"proxy", &t->proxies[sc_shared->self].name, "geo_location",
+			&t->proxies[sc_shared->self].geo);
+	rpc->struct_add(th, "dddduuL", "proxies", t->nproxies, "pairs",
+			t->npairs, "servers", t->nservers, "geo_locations", t->ngeos,
+			"reloads", sc_shared->reloads, "reload_failures",
+			sc_shared->reload_failures, "loaded_at_ms",
+			(long long)sc_shared->loaded_at);
+	if(rpc->struct_add(th, "[", "GEO_LOCATIONS", &gah) < 0)
+		goto done;
+	for(g = 0; g < t->ngeos; g++) {
+		geo = t->geos[g];
+		if(rpc->array_add(gah, "{", &gh) < 0)
+			goto done;
+		rpc->struct_add(gh, "Ss", "geo_location", &geo, "local",
+				(geo.len == t->proxies[sc_shared->self].geo.len
+						&& memcmp(geo.s, t->proxies[sc_shared->self].geo.s,
+								   geo.len)
+								   == 0)
+						? "yes"
+						: "no");
+		if(rpc->struct_add(gh, "[", "PROXIES", &ah) < 0)
+			goto done;
+		for(i = 0; i < t->nproxies; i++) {
+			sc_proxy_t *p = &t->proxies[i];
+			if(p->geo.len != geo.len || memcmp(p->geo.s, geo.s, geo.len))
+				continue;
+			if(rpc->array_add(ah, "{", &xh) < 0)
+				goto done;
+			rpc->struct_add(xh, "SSdsSs", "name", &p->name, "address",
+					&p->address, "port", p->port, "transport",
+					sc_transport_name(p->transport), "uri", &p->uri, "self",
+					i == sc_shared->self ? "yes" : "no");
+		}
+		if(rpc->struct_add(gh, "[", "PAIRS", &ph) < 0)
+			goto done;
+		for(i = 0; i < t->npairs; i++) {
+			sc_pair_t *p = &t->pairs[i];
+			if(p->geo.len != geo.len || memcmp(p->geo.s, geo.s, geo.len))
+				continue;
+			sc_rpc_pair(rpc, ph, p, now);
+		}
+	}
+done:
+	lock_release(&sc_shared->lock);
+}
+
+static const char *sc_rpc_reload_doc[2] = {
+		"Re-read the cluster document; on error the running topology is "
+		"kept and the fault names file, line and reason",
+		0};
+
+static void sc_rpc_reload(rpc_t *rpc, void *ctx)
+{
+	char msg[1024];
+
+	msg[0] = '\0';
+	if(sc_reload(msg, sizeof(msg)) < 0) {
+		rpc->fault(ctx, 500, "Reload failed, running topology kept: %s", msg);
+		return;
+	}
+	rpc->rpl_printf(ctx, "Ok. Cluster document reloaded.");
+}
+
+static const char *sc_rpc_set_state_doc[2] = {
+		"Operator override: sipcluster.set_state NAME active|out-of-service|"
+		"auto (NAME is an HA pair or a server)",
+		0};
+
+static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
+{
+	str name = STR_NULL, st = STR_NULL;
+	int admin, events = 0, prev = -1, ok = 1;
+	sc_pair_t *p = NULL;
+	sc_server_t *s;
+	sc_transition_t tr;
+
+	if(rpc->scan(ctx, "SS", &name, &st) < 2)
+		return;
+	if(st.len == 6 && strncmp(st.s, "active", 6) == 0)
+		admin = SC_ADMIN_ACTIVE;
+	else if((st.len == 14 && strncmp(st.s, "out-of-service", 14) == 0)
+			|| (st.len == 3 && strncmp(st.s, "oos", 3) == 0))
+		admin = SC_ADMIN_OOS;
+	else if(st.len == 4 && strncmp(st.s, "auto", 4) == 0)
+		admin = SC_ADMIN_AUTO;
+	else {
+		rpc->fault(ctx, 400, "Unknown state '%.*s': use active, "
+							 "out-of-service or auto",
+				st.len, st.s);
+		return;
+	}
+	lock_get(&sc_shared->lock);
+	p = sc_topo_pair_by_name(sc_shared->topo, &name);
+	if(p != NULL) {
+		prev = sc_pair_active_index(p);
+		sc_health_set_pair_admin(p, admin, sc_now_ms(), sc_wall_ms(), &events);
+	} else {
+		s = sc_topo_server_by_name(sc_shared->topo, &name);
+		if(s != NULL) {
+			p = s->pair;
+			prev = sc_pair_active_index(p);
+			sc_health_set_server_admin(p, s->index, admin, sc_now_ms(),
+					sc_wall_ms(), &events);
+		} else {
+			ok = 0;
+		}
+	}
+	if(ok && events)
+		sc_transition_fill(&tr, p, events, prev, "operator set_state");
+	lock_release(&sc_shared->lock);
+	if(!ok) {
+		rpc->fault(ctx, 404, "No HA pair or server named '%.*s'", name.len,
+				name.s);
+		return;
+	}
+	LM_NOTICE("operator set '%.*s' to %.*s\n", name.len, name.s, st.len,
+			st.s);
+	if(events)
+		sc_transition_report(&tr);
+	rpc->rpl_printf(ctx, "Ok. %.*s set to %.*s.", name.len, name.s, st.len,
+			st.s);
+}
+
+/* clang-format off */
+static rpc_export_t sc_rpc_cmds[] = {
+	{"sipcluster.list", sc_rpc_list, sc_rpc_list_doc, 0},
+	{"sipcluster.reload", sc_rpc_reload, sc_rpc_reload_doc, 0},
+	{"sipcluster.set_state", sc_rpc_set_state, sc_rpc_set_state_doc, 0},
+	{0, 0, 0, 0}
+};
+/* clang-format on */
+
+int sc_rpc_init(void)
+{
+	if(rpc_register_array(sc_rpc_cmds) != 0) {
+		LM_ERR("failed to register RPC commands\n");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,874 @@
+/*
+ * sipcluster - cluster document parsing (libxml2 + XML Schema) and topology
+ *
+ * This file is part of sipcluster, a Kamailio module.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xmlerror.h>
+#include <libxml/xmlschemas.h>
+
+#include "../../core/dprint.h"
+#include "../../core/mem/shm.h"
+
+#include "sc_topo.h"
+#include "sc_schema.h"
+
+#define SC_URI_MAX 80
+#define SC_ALIGN(x) (((x) + 7) & ~((size_t)7))
+
+/* first libxml2 error of a parse or a validation */
+typedef struct sc_xml_errctx
+{
+	sc_error_t *err;
+	int seen;
+} sc_xml_errctx_t;
+
+static void sc_err_set(sc_error_t *err, const char *file, int line,
+		const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if(err == NULL)
+		return;
+	if(file != err->file)
+		snprintf(err->file, sizeof(err->file), "%s", file ? file : "?");
+	err->line = line;
+	va_start(ap, fmt);
+	vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
+	va_end(ap);
+	/* libxml2 messages end in a newline */
+	n = strlen(err->reason);
+	while(n > 0
+			&& (err->reason[n - 1] == '\n' || err->reason[n - 1] == ' '
+					|| err->reason[n - 1] == '\r'))
+		err->reason[--n] = '\0';
+}
+
+static void sc_xml_structured_err(void *ud, xmlErrorPtr e)
+{
+	sc_xml_errctx_t *ctx = (sc_xml_errctx_t *)ud;
+
+	if(ctx == NULL || e == NULL || ctx->seen)
+		return;
+	if(e->level < XML_ERR_ERROR)
+		return;
+	ctx->seen = 1;
+	sc_err_set(ctx->err, e->file ? e->file : ctx->err->file, e->line, "%s",
+			e->message ? e->message : "XML error");
+}
+
+/* libxml2 also reports some schema-parser problems through the generic
+ * handler; swallow them (the structured handler got the first one) */
+static void sc_xml_generic_err(void *ud, const char *msg, ...)
+{
+}
+
+int sc_error_format(const sc_error_t *err, char *buf, int len)
+{
+	if(err->line > 0)
+		return snprintf(buf, len, "%s:%d: %s", err->file, err->line,
+				err->reason);
+	return snprintf(buf, len, "%s: %s", err->file, err->reason);
+}
+
+const char *sc_transport_name(int transport)
+{
+	switch(transport) {
+		case SC_TP_UDP:
+			return "udp";
+		case SC_TP_TCP:
+			return "tcp";
+		case SC_TP_TLS:
+			return "tls";
+		case SC_TP_SCTP:
+			return "sctp";
+	}
+	return "unknown";
+}
+
+const char *sc_role_name(int role)
+{
+	return role == SC_ROLE_BACKUP ? "backup" : "primary";
+}
+
+static int sc_transport_parse(const char *s)
+{
+	if(s == NULL || *s == '\0' || strcmp(s, "udp") == 0)
+		return SC_TP_UDP;
+	if(strcmp(s, "tcp") == 0)
+		return SC_TP_TCP;
+	if(strcmp(s, "tls") == 0)
+		return SC_TP_TLS;
+	if(strcmp(s, "sctp") == 0)
+		return SC_TP_SCTP;
+	return -1;
+}
+
+int sc_ip_parse(const char *s, int len, sc_ip_t *ip)
+{
+	char buf[64];
+
+	if(s == NULL || len <= 0 || len >= (int)sizeof(buf))
+		return -1;
+	/* accept [v6] too */
+	if(s[0] == '[' && len > 2 && s[len - 1] == ']') {
+		s++;
+		len -= 2;
+	}
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	memset(ip, 0, sizeof(*ip));
+	if(inet_pton(AF_INET, buf, ip->ip) == 1) {
+		ip->af = AF_INET;
+		return 0;
+	}
+	if(inet_pton(AF_INET6, buf, ip->ip) == 1) {
+		ip->af = AF_INET6;
+		return 0;
+	}
+	return -1;
+}
+
+int sc_ip_eq(const sc_ip_t *a, const sc_ip_t *b)
+{
+	if(a->af != b->af)
+		return 0;
+	return memcmp(a->ip, b->ip, a->af == AF_INET ? 4 : 16) == 0;
+}
+
+/* ---- document walking helpers ---- */
+
+static int sc_is_elem(xmlNodePtr n, const char *name)
+{
+	return n->type == XML_ELEMENT_NODE
+		   && xmlStrcmp(n->name, (const xmlChar *)name) == 0;
+}
+
+/* attribute value as a libxml2-allocated string (xmlFree) or NULL */
+static char *sc_attr(xmlNodePtr n, const char *name)
+{
+	return (char *)xmlGetProp(n, (const xmlChar *)name);
+}
+
+static int sc_attr_len(xmlNodePtr n, const char *name)
+{
+	char *v = sc_attr(n, name);
+	int l = v ? (int)strlen(v) : 0;
+	if(v)
+		xmlFree(v);
+	return l;
+}
+
+static int sc_attr_int(xmlNodePtr n, const char *name, int dflt)
+{
+	char *v = sc_attr(n, name);
+	long l;
+	char *end;
+
+	if(v == NULL)
+		return dflt;
+	errno = 0;
+	l = strtol(v, &end, 10);
+	if(errno || end == v || *end != '\0')
+		l = dflt;
+	xmlFree(v);
+	return (int)l;
+}
+
+/* bump allocator over the single block */
+typedef struct sc_arena
+{
+	char *p;
+	char *end;
+} sc_arena_t;
+
+static void *sc_arena_get(sc_arena_t *a, size_t n)
+{
+	void *r;
+
+	n = SC_ALIGN(n);
+	if(a->p + n > a->end)
+		return NULL;
+	r = a->p;
+	a->p += n;
+	return r;
+}
+
+static int sc_arena_str(sc_arena_t *a, str *dst, const char *s, int len)
+{
+	char *p = sc_arena_get(a, len + 1);
+	if(p == NULL)
+		return -1;
+	memcpy(p, s, len);
+	p[len] = '\0';
+	dst->s = p;
+	dst->len = len;
+	return 0;
+}
+
+static int sc_arena_attr(sc_arena_t *a, str *dst, xmlNodePtr n,
+		const char *name)
+{
+	char *v = sc_attr(n, name);
+	int r;
+
+	if(v == NULL) {
+		dst->s = NULL;
+		dst->len = 0;
+		return 0;
+	}
+	r = sc_arena_str(a, dst, v, strlen(v));
+	xmlFree(v);
+	return r;
+}
+
+static int sc_make_uri(sc_arena_t *a, str *dst, const str *addr, int port,
+		int transport)
+{
+	char buf[SC_URI_MAX];
+	int v6 = (memchr(addr->s, ':', addr->len) != NULL);
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "sip:%s%.*s%s:%d%s%s", v6 ? "[" : "",
+			addr->len, addr->s, v6 ? "]" : "", port,
+			transport != SC_TP_UDP ? ";transport=" : "",
+			transport != SC_TP_UDP ? sc_transport_name(transport) : "");
+	if(n < 0 || n >= (int)sizeof(buf))
+		return -1;
+	return sc_arena_str(a, dst, buf, n);
+}
+
+static int sc_str_eq(const str *a, const str *b)
+{
+	return a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
+}
+
+/* ---- validation against the schema ---- */
+
+static int sc_schema_validate(xmlDocPtr doc, const char *schema_file,
+		sc_xml_errctx_t *ectx)
+{
+	xmlSchemaParserCtxtPtr pctx = NULL;
+	xmlSchemaPtr schema = NULL;
+	xmlSchemaValidCtxtPtr vctx = NULL;
+	sc_error_t serr;
+	sc_xml_errctx_t sctx = {&serr, 0};
+	int ret = -1;
+
+	memset(&serr, 0, sizeof(serr));
+	if(schema_file != NULL && schema_file[0] != '\0') {
+		snprintf(serr.file, sizeof(serr.file), "%s", schema_file);
+		pctx = xmlSchemaNewParserCtxt(schema_file);
+	} else {
+		snprintf(serr.file, sizeof(serr.file), "%s", "<built-in schema>");
+		pctx = xmlSchemaNewMemParserCtxt(
+				sc_schema_xsd, (int)sizeof(sc_schema_xsd) - 1);
+	}
+	if(pctx == NULL) {
+		sc_err_set(ectx->err, serr.file, 0, "cannot create schema parser");
+		goto done;
+	}
+	xmlSchemaSetParserStructuredErrors(pctx, sc_xml_structured_err, &sctx);
+	schema = xmlSchemaParse(pctx);
+	if(schema == NULL) {
+		if(sctx.seen)
+			sc_err_set(ectx->err, serr.file, serr.line,
+					"invalid schema: %s", serr.reason);
+		else
+			sc_err_set(ectx->err, serr.file, 0, "cannot load the schema");
+		goto done;
+	}
+	vctx = xmlSchemaNewValidCtxt(schema);
+	if(vctx == NULL) {
+		sc_err_set(ectx->err, serr.file, 0, "cannot create schema validator");
+		goto done;
+	}
+	xmlSchemaSetValidStructuredErrors(vctx, sc_xml_structured_err, ectx);
+	if(xmlSchemaValidateDoc(vctx, doc) != 0) {
+		if(!ectx->seen)
+			sc_err_set(ectx->err, ectx->err->file, 0,
+					"document does not match the schema");
+		goto done;
+	}
+	ret = 0;
+done:
+	if(vctx)
+		xmlSchemaFreeValidCtxt(vctx);
+	if(schema)
+		xmlSchemaFree(schema);
+	if(pctx)
+		xmlSchemaFreeParserCtxt(pctx);
+	return ret;
+}
+
+/* ---- semantic checks the schema cannot express ---- */
+
+typedef struct sc_named
+{
+	const char *kind;
+	str *name;
+	int line;
+} sc_named_t;
+
+static int sc_check_semantics(sc_topo_t *t, const char *file, int root_line,
+		sc_error_t *err)
+{
+	int i, j, k, n;
+	sc_named_t *names;
+
+	if(t->nproxies == 0) {
+		sc_err_set(err, file, root_line,
+				"the cluster has no <proxy> element (at least one is "
+				"required)");
+		return -1;
+	}
+	/* names are unique over proxies, pairs and servers (one namespace, so
+	 * sipcluster.set_state can take any of them) */
+	n = t->nproxies + t->npairs + t->nservers;
+	names = malloc(n * sizeof(*names));
+	if(names == NULL) {
+		sc_err_set(err, file, 0, "out of memory");
+		return -1;
+	}
+	k = 0;
+	for(i = 0; i < t->nproxies; i++)
+		names[k++] = (sc_named_t){"proxy", &t->proxies[i].name,
+				t->proxies[i].line};
+	for(i = 0; i < t->npairs; i++)
+		names[k++] =
+				(sc_named_t){"ha-pair", &t->pairs[i].name, t->pairs[i].line};
+	for(i = 0; i < t->nservers; i++)
+		names[k++] = (sc_named_t){"server", &t->servers[i].name,
+				t->servers[i].line};
+	for(i = 1; i < n; i++) {
+		for(j = 0; j < i; j++) {
+			if(sc_str_eq(names[i].name, names[j].name)) {
+				sc_err_set(err, file, names[i].line,
+						"duplicate name '%.*s': %s already used by the %s at "
+						"line %d",
+						names[i].name->len, names[i].name->s, names[i].kind,
+						names[j].kind, names[j].line);
+				free(names);
+				return -1;
+			}
+		}
+	}
+	free(names);
+
+	/* IP literals */
+	for(i = 0; i < t->nproxies; i++) {
+		sc_proxy_t *p = &t->proxies[i];
+		if(sc_ip_parse(p->address.s, p->address.len, &p->ip) < 0) {
+			sc_err_set(err, file, p->line,
+					"proxy '%.*s': address '%.*s' is not an IPv4 or IPv6 "
+					"literal",
+					p->name.len, p->name.s, p->address.len, p->address.s);
+			return -1;
+		}
+	}
+	for(i = 0; i < t->nservers; i++) {
+		sc_server_t *s = &t->servers[i];
+		if(sc_ip_parse(s->address.s, s->address.len, &s->ip) < 0) {
+			sc_err_set(err, file, s->line,
+					"server '%.*s': address '%.*s' is not an IPv4 or IPv6 "
+					"literal",
+					s->name.len, s->name.s, s->address.len, s->address.s);
+			return -1;
+		}
+	}
+
+	/* address:port:transport unique over proxies and servers */
+	for(i = 0; i < t->nproxies + t->nservers; i++) {
+		sc_ip_t *ia;
+		int pa, ta, la;
+		str *na;
+		if(i < t->nproxies) {
+			ia = &t->proxies[i].ip;
+			pa = t->proxies[i].port;
+			ta = t->proxies[i].transport;
+			la = t->proxies[i].line;
+			na = &t->proxies[i].name;
+		} else {
+			ia = &t->servers[i - t->nproxies].ip;
+			pa = t->servers[i - t->nproxies].port;
+			ta = t->servers[i - t->nproxies].transport;
+			la = t->servers[i - t->nproxies].line;
+			na = &t->servers[i - t->nproxies].name;
+		}
+		for(j = 0; j < i; j++) {
+			sc_ip_t *ib;
+			int pb, tb, lb;
+			str *nb;
+			if(j < t->nproxies) {
+				ib = &t->proxies[j].ip;
+				pb = t->proxies[j].port;
+				tb = t->proxies[j].transport;
+				lb = t->proxies[j].line;
+				nb = &t->proxies[j].name;
+			} else {
+				ib = &t->servers[j - t->nproxies].ip;
+				pb = t->servers[j - t->nproxies].port;
+				tb = t->servers[j - t->nproxies].transport;
+				lb = t->servers[j - t->nproxies].line;
+				nb = &t->servers[j - t->nproxies].name;
+			}
+			if(pa == pb && ta == tb && sc_ip_eq(ia, ib)) {
+				char ab[64];
+				inet_ntop(ia->af, ia->ip, ab, sizeof(ab));
+				sc_err_set(err, file, la,
+						"'%.*s' uses %s:%d:%s, already used by '%.*s' at "
+						"line %d",
+						na->len, na->s, ab, pa, sc_transport_name(ta),
+						nb->len, nb->s, lb);
+				return -1;
+			}
+		}
+	}
+
+	/* roles */
+	for(i = 0; i < t->npairs; i++) {
+		sc_pair_t *p = &t->pairs[i];
+		if(p->nservers == 1 && p->srv[0]->role != SC_ROLE_PRIMARY) {
+			sc_err_set(err, file, p->srv[0]->line,
+					"ha-pair '%.*s' has a single server, so its role must be "
+					"'primary'",
+					p->name.len, p->name.s);
+			return -1;
+		}
+		if(p->nservers == 2 && p->srv[0]->role == p->srv[1]->role) {
+			sc_err_set(err, file, p->srv[1]->line,
+					"ha-pair '%.*s' has two servers with role '%s'; one must "
+					"be 'primary' and the other 'backup'",
+					p->name.len, p->name.s, sc_role_name(p->srv[1]->role));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- building the model ---- */
+
+static size_t sc_size_pass(xmlNodePtr root, int *np, int *nh, int *ns)
+{
+	xmlNodePtr n, c;
+	size_t sz = 0;
+	static const char *attrs[] = {"name", "address", "geo-location", NULL};
+	int i;
+
+	*np = *nh = *ns = 0;
+	sz += sc_attr_len(root, "name") + 8;
+	for(n = root->children; n; n = n->next) {
+		if(sc_is_elem(n, "proxy")) {
+			(*np)++;
+			for(i = 0; attrs[i]; i++)
+				sz += SC_ALIGN(sc_attr_len(n, attrs[i]) + 1);
+			sz += SC_ALIGN(SC_URI_MAX);
+		} else if(sc_is_elem(n, "ha-pair")) {
+			(*nh)++;
+			for(i = 0; attrs[i]; i++)
+				sz += SC_ALIGN(sc_attr_len(n, attrs[i]) + 1);
+			for(c = n->children; c; c = c->next) {
+				if(!sc_is_elem(c, "server"))
+					continue;
+				(*ns)++;
+				for(i = 0; attrs[i]; i++)
+					sz += SC_ALIGN(sc_attr_len(c, attrs[i]) + 1);
+				sz += SC_ALIGN(SC_URI_MAX);
+			}
+		}
+	}
+	return sz;
+}
+
+static int sc_fill_endpoint(sc_arena_t *a, xmlNodePtr n, str *name,
+		str *addr, int *port, int *transport, str *uri)
+{
+	char *tp;
+
+	if(sc_arena_attr(a, name, n, "name") < 0
+			|| sc_arena_attr(a, addr, n, "address") < 0)
+		return -1;
+	*port = sc_attr_int(n, "port", SC_DEFAULT_PORT);
+	tp = sc_attr(n, "transport");
+	*transport = sc_transport_parse(tp);
+	if(tp)
+		xmlFree(tp);
+	if(*transport < 0)
+		*transport = SC_TP_UDP; /* the schema already refused it */
+	return sc_make_uri(a, uri, addr, *port, *transport);
+}
+
+static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
+{
+	xmlNodePtr root, n, c;
+	int np, nh, ns, ip = 0, ih = 0, is = 0, i, j;
+	size_t total;
+	sc_arena_t a;
+	sc_topo_t *t;
+	char *role;
+
+	root = xmlDocGetRootElement(doc);
+	if(root == NULL || !sc_is_elem(root, "sip-cluster")) {
+		sc_err_set(err, file, root ? xmlGetLineNo(root) : 1,
+				"the root element must be <sip-cluster>");
+		return NULL;
+	}
+	total = sc_size_pass(root, &np, &nh, &ns);
+	total += SC_ALIGN(sizeof(sc_topo_t)) + SC_ALIGN(np * sizeof(sc_proxy_t))
+			 + SC_ALIGN(nh * sizeof(sc_pair_t))
+			 + SC_ALIGN(ns * sizeof(sc_server_t))
+			 + SC_ALIGN((np + nh) * sizeof(str)) + SC_ALIGN(strlen(file) + 1)
+			 + 64;
+	a.p = shm_malloc(total);
+	if(a.p == NULL) {
+		sc_err_set(err, file, 0, "out of shared memory (%lu bytes needed)",
+				(unsigned long)total);
+		return NULL;
+	}
+	memset(a.p, 0, total);
+	a.end = a.p + total;
+	t = sc_arena_get(&a, sizeof(sc_topo_t));
+	t->size = total;
+	t->proxies = sc_arena_get(&a, np * sizeof(sc_proxy_t));
+	t->pairs = sc_arena_get(&a, nh * sizeof(sc_pair_t));
+	t->servers = sc_arena_get(&a, ns * sizeof(sc_server_t));
+	t->geos = sc_arena_get(&a, (np + nh) * sizeof(str));
+	if(sc_arena_str(&a, &t->file, file, strlen(file)) < 0
+			|| sc_arena_attr(&a, &t->name, root, "name") < 0)
+		goto oom;
+
+	for(n = root->children; n; n = n->next) {
+		if(sc_is_elem(n, "proxy")) {
+			sc_proxy_t *p = &t->proxies[ip];
+			p->index = ip++;
+			p->line = xmlGetLineNo(n);
+			if(sc_fill_endpoint(&a, n, &p->name, &p->address, &p->port,
+					   &p->transport, &p->uri)
+							< 0
+					|| sc_arena_attr(&a, &p->geo, n, "geo-location") < 0)
+				goto oom;
+		} else if(sc_is_elem(n, "ha-pair")) {
+			sc_pair_t *h = &t->pairs[ih];
+			h->index = ih++;
+			h->line = xmlGetLineNo(n);
+			if(sc_arena_attr(&a, &h->name, n, "name") < 0
+					|| sc_arena_attr(&a, &h->geo, n, "geo-location") < 0)
+				goto oom;
+			h->weight = sc_attr_int(n, "weight", 1);
+			h->oos_check = sc_attr_int(n, "oos-check", -1);
+			h->oos_force = sc_attr_int(n, "oos-force", -1);
+			for(c = n->children; c; c = c->next) {
+				sc_server_t *s;
+				if(!sc_is_elem(c, "server"))
+					continue;
+				s = &t->servers[is++];
+				s->line = xmlGetLineNo(c);
+				s->pair = h;
+				if(sc_fill_endpoint(&a, c, &s->name, &s->address, &s->port,
+						   &s->transport, &s->uri)
+						< 0)
+					goto oom;
+				role = sc_attr(c, "role");
+				s->role = (role && strcmp(role, "backup") == 0)
+								  ? SC_ROLE_BACKUP
+								  : SC_ROLE_PRIMARY;
+				if(role)
+					xmlFree(role);
+				if(h->nservers < 2)
+					h->srv[h->nservers] = s;
+				h->nservers++;
+			}
+			if(h->nservers > 2) {
+				sc_err_set(err, file, h->line,
+						"ha-pair has %d servers; a pair has one or two",
+						h->nservers);
+				goto error;
+			}
+			/* the primary is srv[0] */
+			if(h->nservers == 2 && h->srv[1]->role == SC_ROLE_PRIMARY
+					&& h->srv[0]->role == SC_ROLE_BACKUP) {
+				sc_server_t *x = h->srv[0];
+				h->srv[0] = h->srv[1];
+				h->srv[1] = x;
+			}
+			for(j = 0; j < h->nservers; j++)
+				h->srv[j]->index = j;
+		}
+	}
+	t->nproxies = np;
+	t->npairs = nh;
+	t->nservers = ns;
+
+	/* distinct geo-locations in document order */
+	for(i = 0; i < np + nh; i++) {
+		str *g = i < np ? &t->proxies[i].geo : &t->pairs[i - np].geo;
+		for(j = 0; j < t->ngeos; j++)
+			if(sc_str_eq(&t->geos[j], g))
+				break;
+		if(j == t->ngeos)
+			t->geos[t->ngeos++] = *g;
+	}
+
+	if(sc_check_semantics(t, file, xmlGetLineNo(root), err) < 0)
+		goto error;
+	return t;
+
+oom:
+	sc_err_set(err, file, 0, "internal error: topology block too small");
+error:
+	shm_free(t);
+	return NULL;
+}
+
+sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,
+		const char *schema_file, sc_error_t *err)
+{
+	xmlDocPtr doc = NULL;
+	sc_topo_t *t = NULL;
+	sc_error_t dummy;
+	sc_xml_errctx_t ectx;
+	int i;
+
+	if(err == NULL)
+		err = &dummy;
+	memset(err, 0, sizeof(*err));
+	snprintf(err->file, sizeof(err->file), "%s", name ? name : "<memory>");
+	ectx.err = err;
+	ectx.seen = 0;
+
+	for(i = 0; buf != NULL && i < len; i++)
+		if(buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n'
+				&& buf[i] != '\r')
+			break;
+	if(buf == NULL || len <= 0 || i == len) {
+		sc_err_set(err, err->file, 1, "empty file: no XML document");
+		return NULL;
+	}
+	xmlSetStructuredErrorFunc(&ectx, sc_xml_structured_err);
+	xmlSetGenericErrorFunc(NULL, sc_xml_generic_err);
+	doc = xmlReadMemory(buf, len, err->file, NULL,
+			XML_PARSE_NONET | XML_PARSE_BIG_LINES);
+	if(doc == NULL) {
+		if(!ectx.seen)
+			sc_err_set(err, err->file, 0, "not a well-formed XML document");
+		goto done;
+	}
+	if(sc_schema_validate(doc, schema_file, &ectx) < 0)
+		goto done;
+	t = sc_build(doc, err->file, err);
+done:
+	if(doc)
+		xmlFreeDoc(doc);
+	xmlSetStructuredErrorFunc(NULL, NULL);
+	xmlSetGenericErrorFunc(NULL, NULL);
+	return t;
+}
+
+sc_topo_t *sc_topo_load(
+		const char *file, const char *schema_file, sc_error_t *err)
+{
+	FILE *f;
+	char *buf = NULL;
+	long len;
+	size_t rd;
+	sc_topo_t *t;
+	sc_error_t dummy;
+
+	if(err == NULL)
+		err = &dummy;
+	memset(err, 0, sizeof(*err));
+	if(file == NULL || file[0] == '\0') {
+		sc_err_set(err, "cluster_file", 0, "no cluster document configured");
+		return NULL;
+	}
+	f = fopen(file, "rb");
+	if(f == NULL) {
+		sc_err_set(err, file, 0, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if(fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0
+			|| fseek(f, 0, SEEK_SET) != 0) {
+		sc_err_set(err, file, 0, "cannot read: %s", strerror(errno));
+		fclose(f);
+		return NULL;
+	}
+	if(len > 64 * 1024 * 1024) {
+		sc_err_set(err, file, 0, "file too large (%ld bytes)", len);
+		fclose(f);
+		return NULL;
+	}
+	buf = malloc(len + 1);
+	if(buf == NULL) {
+		sc_err_set(err, file, 0, "out of memory");
+		fclose(f);
+		return NULL;
+	}
+	rd = fread(buf, 1, len, f);
+	fclose(f);
+	if((long)rd != len) {
+		sc_err_set(err, file, 0, "short read");
+		free(buf);
+		return NULL;
+	}
+	buf[len] = '\0';
+	t = sc_topo_load_mem(buf, (int)len, file, schema_file, err);
+	free(buf);
+	return t;
+}
+
+void sc_topo_free(sc_topo_t *t)
+{
+	if(t)
+		shm_free(t);
+}
+
+/* ---- look-ups ---- */
+
+sc_proxy_t *sc_topo_proxy_by_name(sc_topo_t *t, const str *name)
+{
+	int i;
+	for(i = 0; t && i < t->nproxies; i++)
+		if(sc_str_eq(&t->proxies[i].name, name))
+			return &t->proxies[i];
+	return NULL;
+}
+
+sc_pair_t *sc_topo_pair_by_name(sc_topo_t *t, const str *name)
+{
+	int i;
+	for(i = 0; t && i < t->npairs; i++)
+		if(sc_str_eq(&t->pairs[i].name, name))
+			return &t->pairs[i];
+	return NULL;
+}
+
+sc_server_t *sc_topo_server_by_name(sc_topo_t *t, const str *name)
+{
+	int i;
+	for(i = 0; t && i < t->nservers; i++)
+		if(sc_str_eq(&t->servers[i].name, name))
+			return &t->servers[i];
+	return NULL;
+}
+
+sc_server_t *sc_topo_server_by_uid(sc_topo_t *t, unsigned int uid)
+{
+	int i;
+	for(i = 0; t && i < t->nservers; i++)
+		if(t->servers[i].h.uid == uid)
+			return &t->servers[i];
+	return NULL;
+}
+
+sc_server_t *sc_topo_server_by_addr(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport)
+{
+	int i;
+	sc_server_t *found = NULL;
+
+	for(i = 0; t && i < t->nservers; i++) {
+		sc_server_t *s = &t->servers[i];
+		if(!sc_ip_eq(&s->ip, ip))
+			continue;
+		if(port && s->port != port)
+			continue;
+		if(transport && s->transport != transport)
+			continue;
+		if(found)
+			return NULL; /* ambiguous */
+		found = s;
+	}
+	return found;
+}
+
+sc_proxy_t *sc_topo_proxy_by_addr(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport)
+{
+	int i;
+	sc_proxy_t *found = NULL;
+
+	for(i = 0; t && i < t->nproxies; i++) {
+		sc_proxy_t *p = &t->proxies[i];
+		if(!sc_ip_eq(&p->ip, ip))
+			continue;
+		if(port && p->port != port)
+			continue;
+		if(transport && p->transport != transport)
+			continue;
+		if(found)
+			return NULL;
+		found = p;
+	}
+	return found;
+}
+
+static int sc_server_same(const sc_server_t *a, const sc_server_t *b)
+{
+	return sc_str_eq(&a->name, &b->name) && a->port == b->port
+		   && a->transport == b->transport && sc_ip_eq(&a->ip, &b->ip);
+}
+
+void sc_topo_carry_state(
+		sc_topo_t *nt, const sc_topo_t *old, unsigned int *next_uid)
+{
+	int i, j, k;
+
+	for(i = 0; i < nt->nservers; i++) {
+		sc_server_t *s = &nt->servers[i];
+		const sc_server_t *o = NULL;
+		for(j = 0; old && j < old->nservers; j++) {
+			if(sc_server_same(s, &old->servers[j])) {
+				o = &old->servers[j];
+				break;
+			}
+		}
+		if(o) {
+			s->h = o->h;
+		} else {
+			memset(&s->h, 0, sizeof(s->h));
+			s->h.uid = (*next_uid)++;
+			s->h.rtt = -1;
+		}
+	}
+	for(i = 0; i < nt->npairs; i++) {
+		sc_pair_t *p = &nt->pairs[i];
+		const sc_pair_t *o = NULL;
+		int same = 0;
+		for(j = 0; old && j < old->npairs; j++) {
+			if(sc_str_eq(&p->name, &old->pairs[j].name)) {
+				o = &old->pairs[j];
+				break;
+			}
+		}
+		if(o && o->nservers == p->nservers) {
+			same = 1;
+			for(k = 0; k < p->nservers; k++)
+				if(!sc_server_same(p->srv[k], o->srv[k]))
+					same = 0;
+		}
+		if(same) {
+			p->h = o->h;
+		} else {
+			/* new or changed pair: fresh state, but keep its counters */
+			long long swrr = 0;
+			unsigned long calls = o ? o->h.calls : 0;
+			memset(&p->h, 0, sizeof(p->h));
+			p->h.calls = calls;
+			p->h.swrr = swrr;
+			p->h.ping_srv = -1;
+			p->h.next_ping = 0; /* ping at once */
+		}
+	}
+}

@@ -1,0 +1,150 @@
+/*
+ * sipcluster - cluster document (the "SIP Cluster DN") and in-memory topology
+ *
+ * This file has no dependency on tm, usrloc or the SIP parser, so the Check
+ * unit tests link it directly.
+ *
+ * This file is part of sipcluster, a Kamailio module.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef _SC_TOPO_H_
+#define _SC_TOPO_H_
+
+#include <stddef.h>
+#include "../../core/str.h"
+#include "sc_health.h"
+
+#define SC_DEFAULT_PORT 5060
+#define SC_ERR_FILE_MAX 256
+#define SC_ERR_REASON_MAX 512
+
+/* values match the core's PROTO_UDP .. PROTO_SCTP (core/ip_addr.h) */
+typedef enum sc_transport
+{
+	SC_TP_UDP = 1,
+	SC_TP_TCP = 2,
+	SC_TP_TLS = 3,
+	SC_TP_SCTP = 4
+} sc_transport_t;
+
+typedef enum sc_role
+{
+	SC_ROLE_PRIMARY = 0,
+	SC_ROLE_BACKUP = 1
+} sc_role_t;
+
+/* an IP literal in network byte order */
+typedef struct sc_ip
+{
+	int af; /* AF_INET or AF_INET6 */
+	unsigned char ip[16];
+} sc_ip_t;
+
+struct sc_pair;
+
+typedef struct sc_server
+{
+	str name;
+	str address; /* IP literal as written (IPv6 without brackets) */
+	int port;
+	int transport; /* sc_transport_t */
+	int role;	   /* sc_role_t */
+	str uri;	   /* sip:address:port[;transport=x] */
+	sc_ip_t ip;
+	int line; /* line of the <server> element in the document */
+	int index; /* 0 or 1 inside its pair */
+	struct sc_pair *pair;
+	sc_srv_health_t h; /* run-time state, kept across reloads */
+} sc_server_t;
+
+typedef struct sc_pair
+{
+	str name;
+	str geo;
+	int weight;	   /* 0 = takes no new calls */
+	int oos_check; /* seconds; -1 = module default */
+	int oos_force; /* seconds; -1 = module default */
+	int nservers;  /* 1 or 2 */
+	sc_server_t *srv[2]; /* srv[0] is the primary */
+	int line;
+	int index;
+	sc_pair_health_t h; /* run-time state, kept across reloads */
+} sc_pair_t;
+
+typedef struct sc_proxy
+{
+	str name;
+	str address;
+	int port;
+	int transport;
+	str geo;
+	str uri; /* sip:address:port[;transport=x] */
+	sc_ip_t ip;
+	int line;
+	int index;
+} sc_proxy_t;
+
+typedef struct sc_topo
+{
+	str name; /* <sip-cluster name=...> */
+	str file; /* the file it was read from */
+	int nproxies;
+	sc_proxy_t *proxies;
+	int npairs;
+	sc_pair_t *pairs;
+	int nservers;
+	sc_server_t *servers;
+	int ngeos; /* distinct geo-locations, in document order */
+	str *geos;
+	size_t size; /* bytes of the single shm block holding all of it */
+} sc_topo_t;
+
+/* where and why a cluster document was rejected */
+typedef struct sc_error
+{
+	char file[SC_ERR_FILE_MAX];
+	int line; /* 0 when no line applies */
+	char reason[SC_ERR_REASON_MAX];
+} sc_error_t;
+
+/* Parse and validate a cluster document. schema_file NULL or "" selects the
+ * schema built into the module. The result is one shm block (free with
+ * sc_topo_free); on error NULL is returned and err says file, line, reason. */
+sc_topo_t *sc_topo_load(
+		const char *file, const char *schema_file, sc_error_t *err);
+
+/* same from memory; name is used as the file name in errors */
+sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,
+		const char *schema_file, sc_error_t *err);
+
+void sc_topo_free(sc_topo_t *t);
+
+/* "file:line: reason" (or "file: reason" when line is 0) into buf */
+int sc_error_format(const sc_error_t *err, char *buf, int len);
+
+sc_proxy_t *sc_topo_proxy_by_name(sc_topo_t *t, const str *name);
+sc_pair_t *sc_topo_pair_by_name(sc_topo_t *t, const str *name);
+sc_server_t *sc_topo_server_by_name(sc_topo_t *t, const str *name);
+sc_server_t *sc_topo_server_by_uid(sc_topo_t *t, unsigned int uid);
+
+/* Server whose address is ip and, when port is non-zero, whose port is port.
+ * transport 0 matches any. Returns NULL when none or when ambiguous. */
+sc_server_t *sc_topo_server_by_addr(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
+sc_proxy_t *sc_topo_proxy_by_addr(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
+
+/* Carry run-time state from old to new: a server keeps its state (and uid)
+ * when a server with the same name, address, port and transport exists in
+ * old; a pair keeps its state when it has the same name and its members are
+ * the same servers. Servers new in nt get fresh uids from *next_uid. */
+void sc_topo_carry_state(
+		sc_topo_t *nt, const sc_topo_t *old, unsigned int *next_uid);
+
+const char *sc_transport_name(int transport);
+const char *sc_role_name(int role);
+int sc_ip_parse(const char *s, int len, sc_ip_t *ip);
+int sc_ip_eq(const sc_ip_t *a, const sc_ip_t *b);
+
+#endif

@@ -1,0 +1,716 @@
+/*
+ * sipcluster - Kamailio module: SIP Cluster proxy (Genesys SIP Proxy
+ * replacement). Module exports, init, cfg wrappers and KEMI functions.
+ *
+ * This file is part of sipcluster, a Kamailio module.
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/time.h>
+#include <arpa/inet.h>
+#include <libxml/parser.h>
+
+#include "../../core/sr_module.h"
+#include "../../core/dprint.h"
+#include "../../core/mem/shm.h"
+#include "../../core/mem/pkg.h"
+#include "../../core/ut.h"
+#include "../../core/ip_addr.h"
+#include "../../core/socket_info.h"
+#include "../../core/timer_proc.h"
+#include "../../core/route.h"
+#include "../../core/fmsg.h"
+#include "../../core/pvar.h"
+#include "../../core/kemi.h"
+#include "../../core/mod_fix.h"
+#include "../../core/parser/msg_parser.h"
+
+#include "sc_mod.h"
+#include "sc_topo.h"
+#include "sc_health.h"
+
+MODULE_VERSION
+
+/* modparams */
+char *sc_cluster_file = NULL;
+char *sc_schema_file = NULL;
+str sc_proxy_name = STR_NULL;
+str sc_geo_location = STR_NULL;
+int sc_oos_check = 5;
+int sc_oos_force = 5;
+static char *sc_alive_codes_str = NULL;
+int sc_alive_codes[SC_MAX_ALIVE_CODES + 1] = {0};
+str sc_ping_from = str_init("sip:sipcluster@localhost");
+int sc_ping_tick = 100; /* ms */
+str sc_event_route_name = str_init("sipcluster:pair-state");
+
+sc_shared_t *sc_shared = NULL;
+
+stat_var *sc_st_pings = NULL;
+stat_var *sc_st_ping_failures = NULL;
+stat_var *sc_st_switchovers = NULL;
+stat_var *sc_st_reloads = NULL;
+
+static int sc_event_rt = -1;
+/* transition being reported by event_route (per process) */
+static sc_transition_t *sc_cur_tr = NULL;
+
+static int mod_init(void);
+static int child_init(int rank);
+static void mod_destroy(void);
+static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2);
+static int pv_parse_sipcluster_name(pv_spec_p sp, str *in);
+static int pv_get_sipcluster(
+		sip_msg_t *msg, pv_param_t *param, pv_value_t *res);
+static counter_val_t sc_stat_pairs_oos(void);
+
+/* clang-format off */
+static cmd_export_t cmds[] = {
+	{"sipcluster_seen_request", (cmd_function)w_sipcluster_seen_request,
+		0, 0, 0, REQUEST_ROUTE},
+	{"sipcluster_from_server", (cmd_function)w_sipcluster_from_server,
+		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_from_proxy", (cmd_function)w_sipcluster_from_proxy,
+		0, 0, 0, ANY_ROUTE},
+	{0, 0, 0, 0, 0, 0}
+};
+
+static param_export_t params[] = {
+	{"cluster_file", PARAM_STRING, &sc_cluster_file},
+	{"schema_file", PARAM_STRING, &sc_schema_file},
+	{"proxy_name", PARAM_STR, &sc_proxy_name},
+	{"geo_location", PARAM_STR, &sc_geo_location},
+	{"oos_check", PARAM_INT, &sc_oos_check},
+	{"oos_force", PARAM_INT, &sc_oos_force},
+	{"alive_codes", PARAM_STRING, &sc_alive_codes_str},
+	{"ping_from", PARAM_STR, &sc_ping_from},
+	{"ping_tick", PARAM_INT, &sc_ping_tick},
+	{"event_route", PARAM_STR, &sc_event_route_name},
+	{0, 0, 0}
+};
+
+static pv_export_t mod_pvs[] = {
+	{{"sipcluster", sizeof("sipcluster") - 1}, PVT_OTHER, pv_get_sipcluster,
+		0, pv_parse_sipcluster_name, 0, 0, 0},
+	{{0, 0}, 0, 0, 0, 0, 0, 0, 0}
+};
+
+static stat_export_t mod_stats[] = {
+	{"pings_sent", 0, &sc_st_pings},
+	{"ping_failures", 0, &sc_st_ping_failures},
+	{"switchovers", 0, &sc_st_switchovers},
+	{"reloads", 0, &sc_st_reloads},
+	{"pairs_out_of_service", STAT_IS_FUNC, (stat_var **)sc_stat_pairs_oos},
+	{0, 0, 0}
+};
+
+struct module_exports exports = {
+	"sipcluster",    /* module name */
+	DEFAULT_DLFLAGS, /* dlopen flags */
+	cmds,            /* cfg functions */
+	params,          /* modparams */
+	0,               /* RPC (registered in mod_init) */
+	mod_pvs,         /* pseudo-variables */
+	0,               /* response function */
+	mod_init,        /* module init */
+	child_init,      /* per-child init */
+	mod_destroy      /* destroy */
+};
+/* clang-format on */
+
+long long sc_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long sc_wall_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+void sc_pair_hcfg(const sc_pair_t *p, sc_hcfg_t *c)
+{
+	c->check = (p->oos_check >= 0 ? p->oos_check : sc_oos_check) * 1000;
+	c->force = (p->oos_force > 0 ? p->oos_force : sc_oos_force) * 1000;
+}
+
+static int sc_parse_alive_codes(void)
+{
+	char *p, *end;
+	long v;
+	int n = 0;
+
+	memset(sc_alive_codes, 0, sizeof(sc_alive_codes));
+	if(sc_alive_codes_str == NULL)
+		return 0;
+	p = sc_alive_codes_str;
+	while(*p) {
+		while(*p == ' ' || *p == ',' || *p == ';')
+			p++;
+		if(*p == '\0')
+			break;
+		v = strtol(p, &end, 10);
+		if(end == p || v < 100 || v > 699) {
+			LM_ERR("alive_codes: '%s' is not a list of SIP reply codes "
+				   "(e.g. \"405,501\")\n",
+					sc_alive_codes_str);
+			return -1;
+		}
+		if(n >= SC_MAX_ALIVE_CODES) {
+			LM_ERR("alive_codes: at most %d codes\n", SC_MAX_ALIVE_CODES);
+			return -1;
+		}
+		sc_alive_codes[n++] = (int)v;
+		p = end;
+	}
+	return 0;
+}
+
+/* Find this proxy in the document: by proxy_name when set, else by one of
+ * the listen sockets. Its address must be one Kamailio listens on. */
+static int sc_find_self(sc_topo_t *t, char *msg, int len)
+{
+	int i;
+	sc_proxy_t *p;
+	str host;
+
+	if(sc_proxy_name.len > 0) {
+		p = sc_topo_proxy_by_name(t, &sc_proxy_name);
+		if(p == NULL) {
+			snprintf(msg, len,
+					"[40000] proxy '%.*s' is not found in the list of "
+					"proxies of cluster '%.*s' (%.*s)",
+					sc_proxy_name.len, sc_proxy_name.s, t->name.len,
+					t->name.s, t->file.len, t->file.s);
+			return -1;
+		}
+		host = p->address;
+		if(grep_sock_info(&host, (unsigned short)p->port,
+				   (unsigned short)p->transport)
+				== NULL) {
+			snprintf(msg, len,
+					"[40000] proxy address (%.*s:%d) is not found in the "
+					"list: proxy '%.*s' at %.*s:%d is not a listen socket of "
+					"this Kamailio (add listen=%s:%.*s:%d)",
+					p->address.len, p->address.s, p->port, p->name.len,
+					p->name.s, t->file.len, t->file.s, p->line,
+					sc_transport_name(p->transport), p->address.len,
+					p->address.s, p->port);
+			return -1;
+		}
+		return p->index;
+	}
+	for(i = 0; i < t->nproxies; i++) {
+		p = &t->proxies[i];
+		host = p->address;
+		if(grep_sock_info(&host, (unsigned short)p->port,
+				   (unsigned short)p->transport)
+				!= NULL)
+			return i;
+	}
+	snprintf(msg, len,
+			"[40000] proxy address is not found in the list: none of the %d "
+			"proxies of cluster '%.*s' (%.*s) is a listen socket of this "
+			"Kamailio; set modparam proxy_name or a matching listen=",
+			t->nproxies, t->name.len, t->name.s, t->file.len, t->file.s);
+	return -1;
+}
+
+/* check that the document names this proxy with the same address; returns
+ * its index or -1 with msg */
+static int sc_check_topo(sc_topo_t *t, char *msg, int len)
+{
+	int self;
+	sc_proxy_t *p;
+
+	self = sc_find_self(t, msg, len);
+	if(self < 0)
+		return -1;
+	p = &t->proxies[self];
+	if(sc_geo_location.len > 0
+			&& (p->geo.len != sc_geo_location.len
+					|| memcmp(p->geo.s, sc_geo_location.s, p->geo.len)
+							   != 0)) {
+		snprintf(msg, len,
+				"%.*s:%d: proxy '%.*s' has geo-location '%.*s' but modparam "
+				"geo_location is '%.*s'",
+				t->file.len, t->file.s, p->line, p->name.len, p->name.s,
+				p->geo.len, p->geo.s, sc_geo_location.len,
+				sc_geo_location.s);
+		return -1;
+	}
+	return self;
+}
+
+int sc_reload(char *msg, int msglen)
+{
+	sc_topo_t *nt, *old;
+	sc_error_t err;
+	int self, i;
+	long long now = sc_now_ms();
+
+	nt = sc_topo_load(sc_cluster_file, sc_schema_file, &err);
+	if(nt == NULL) {
+		sc_error_format(&err, msg, msglen);
+		goto failed;
+	}
+	self = sc_check_topo(nt, msg, msglen);
+	if(self < 0) {
+		sc_topo_free(nt);
+		goto failed;
+	}
+	lock_get(&sc_shared->lock);
+	old = sc_shared->topo;
+	sc_topo_carry_state(nt, old, &sc_shared->next_uid);
+	for(i = 0; i < nt->npairs; i++) {
+		/* a new or changed pair starts probing at once */
+		if(nt->pairs[i].h.ping_srv == -1 && nt->pairs[i].h.next_ping == 0
+				&& nt->pairs[i].h.ping_seq == 0)
+			sc_health_reset(&nt->pairs[i], now);
+	}
+	sc_shared->topo = nt;
+	sc_shared->self = self;
+	sc_shared->reloads++;
+	sc_shared->loaded_at = sc_wall_ms();
+	lock_release(&sc_shared->lock);
+	sc_topo_free(old);
+	update_stat(sc_st_reloads, 1);
+	LM_NOTICE("cluster '%.*s' reloaded from %s: %d proxies, %d HA pairs, %d "
+			  "servers\n",
+			nt->name.len, nt->name.s, sc_cluster_file, nt->nproxies,
+			nt->npairs, nt->nservers);
+	return 0;
+
+failed:
+	lock_get(&sc_shared->lock);
+	sc_shared->reload_failures++;
+	lock_release(&sc_shared->lock);
+	LM_ERR("reload of the cluster document failed, running topology kept: "
+		   "%s\n",
+			msg);
+	return -1;
+}
+
+static int mod_init(void)
+{
+	sc_topo_t *t;
+	sc_error_t err;
+	char msg[1024];
+	int self, i;
+	long long now;
+
+	if(sc_cluster_file == NULL || sc_cluster_file[0] == '\0') {
+		LM_ERR("modparam cluster_file is not set: sipcluster needs the "
+			   "cluster document\n");
+		return -1;
+	}
+	if(sc_oos_check < 0 || sc_oos_check > 300) {
+		LM_ERR("oos_check must be 0 (off) to 300 seconds, not %d\n",
+				sc_oos_check);
+		return -1;
+	}
+	if(sc_oos_force < 1 || sc_oos_force > 32) {
+		LM_ERR("oos_force must be 1 to 32 seconds, not %d\n", sc_oos_force);
+		return -1;
+	}
+	if(sc_ping_tick < 10 || sc_ping_tick > 1000) {
+		LM_ERR("ping_tick must be 10 to 1000 ms, not %d\n", sc_ping_tick);
+		return -1;
+	}
+	if(sc_parse_alive_codes() < 0)
+		return -1;
+
+	xmlInitParser();
+	t = sc_topo_load(sc_cluster_file, sc_schema_file, &err);
+	if(t == NULL) {
+		sc_error_format(&err, msg, sizeof(msg));
+		LM_CRIT("cluster document rejected, not starting: %s\n", msg);
+		return -1;
+	}
+	self = sc_check_topo(t, msg, sizeof(msg));
+	if(self < 0) {
+		LM_CRIT("not starting: %s\n", msg);
+		sc_topo_free(t);
+		return -1;
+	}
+
+	sc_shared = shm_mallocxz(sizeof(sc_shared_t));
+	if(sc_shared == NULL) {
+		SHM_MEM_ERROR;
+		sc_topo_free(t);
+		return -1;
+	}
+	if(lock_init(&sc_shared->lock) == NULL) {
+		LM_ERR("cannot init lock\n");
+		sc_topo_free(t);
+		shm_free(sc_shared);
+		sc_shared = NULL;
+		return -1;
+	}
+	sc_shared->next_uid = 1;
+	sc_topo_carry_state(t, NULL, &sc_shared->next_uid);
+	now = sc_now_ms();
+	for(i = 0; i < t->npairs; i++)
+		sc_health_reset(&t->pairs[i], now);
+	sc_shared->topo = t;
+	sc_shared->self = self;
+	sc_shared->loaded_at = sc_wall_ms();
+	if(sc_geo_location.len == 0)
+		sc_geo_location = t->proxies[self].geo; /* read-only after fork */
+
+	if(register_module_stats("sipcluster", mod_stats) != 0) {
+		LM_ERR("cannot register statistics\n");
+		return -1;
+	}
+	if(sc_rpc_init() < 0)
+		return -1;
+	if(sc_ping_init() < 0)
+		return -1;
+	sc_event_rt = route_lookup(&event_rt, sc_event_route_name.s);
+	if(sc_event_rt >= 0 && event_rt.rlist[sc_event_rt] == NULL)
+		sc_event_rt = -1;
+	/* one process drives OPTIONS probing (and picks up reloads that turn
+	 * checking on), so it exists even with oos_check 0 */
+	if(register_basic_timers(1) < 0) {
+		LM_ERR("cannot register the OPTIONS pinger process\n");
+		return -1;
+	}
+
+	LM_NOTICE("cluster '%.*s' from %s: this is proxy '%.*s' (%.*s) in "
+			  "geo-location '%.*s'; %d proxies, %d HA pairs, %d servers\n",
+			t->name.len, t->name.s, sc_cluster_file,
+			t->proxies[self].name.len, t->proxies[self].name.s,
+			t->proxies[self].uri.len, t->proxies[self].uri.s,
+			sc_geo_location.len, sc_geo_location.s, t->nproxies, t->npairs,
+			t->nservers);
+	return 0;
+}
+
+static int child_init(int rank)
+{
+	if(rank != PROC_MAIN)
+		return 0;
+	if(fork_basic_utimer(PROC_TIMER, "sipcluster OPTIONS pinger", 1,
+			   sc_ping_utimer, NULL, sc_ping_tick * 1000)
+			< 0) {
+		LM_ERR("cannot start the OPTIONS pinger process\n");
+		return -1;
+	}
+	return 0;
+}
+
+static void mod_destroy(void)
+{
+	if(sc_shared == NULL)
+		return;
+	if(sc_shared->topo)
+		sc_topo_free(sc_shared->topo);
+	sc_shared->topo = NULL;
+	lock_destroy(&sc_shared->lock);
+	shm_free(sc_shared);
+	sc_shared = NULL;
+}
+
+static counter_val_t sc_stat_pairs_oos(void)
+{
+	int i, n = 0;
+
+	if(sc_shared == NULL)
+		return 0;
+	lock_get(&sc_shared->lock);
+	for(i = 0; i < sc_shared->topo->npairs; i++)
+		if(!sc_pair_usable(&sc_shared->topo->pairs[i]))
+			n++;
+	lock_release(&sc_shared->lock);
+	return n;
+}
+
+/* ---- transitions: log, statistics, event_route ---- */
+
+void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
+		int previous, const char *reason)
+{
+	int a = sc_pair_active_index(p);
+
+	memset(tr, 0, sizeof(*tr));
+	tr->events = events;
+	tr->usable = sc_pair_usable(p);
+	snprintf(tr->pair, sizeof(tr->pair), "%.*s", p->name.len, p->name.s);
+	snprintf(tr->primary, sizeof(tr->primary), "%.*s:%d",
+			p->srv[0]->address.len, p->srv[0]->address.s, p->srv[0]->port);
+	if(a >= 0) {
+		snprintf(tr->active, sizeof(tr->active), "%.*s",
+				p->srv[a]->name.len, p->srv[a]->name.s);
+		snprintf(tr->active_addr, sizeof(tr->active_addr), "%.*s:%d",
+				p->srv[a]->address.len, p->srv[a]->address.s,
+				p->srv[a]->port);
+	}
+	if((events & SC_EV_ACTIVE) && previous >= 0 && previous < p->nservers)
+		snprintf(tr->previous, sizeof(tr->previous), "%.*s",
+				p->srv[previous]->name.len, p->srv[previous]->name.s);
+	snprintf(tr->reason, sizeof(tr->reason), "%s", reason ? reason : "");
+}
+
+static void sc_run_event_route(sc_transition_t *tr)
+{
+	int backup_rt;
+	sip_msg_t *fmsg;
+	sc_transition_t *prev;
+
+	if(sc_event_rt < 0)
+		return;
+	if(faked_msg_init() < 0) {
+		LM_ERR("faked_msg_init() failed\n");
+		return;
+	}
+	fmsg = faked_msg_next();
+	prev = sc_cur_tr;
+	sc_cur_tr = tr;
+	backup_rt = get_route_type();
+	set_route_type(EVENT_ROUTE);
+	run_top_route(event_rt.rlist[sc_event_rt], fmsg, 0);
+	set_route_type(backup_rt);
+	sc_cur_tr = prev;
+}
+
+void sc_transition_report(sc_transition_t *tr)
+{
+	if(tr->events == 0)
+		return;
+	if(tr->events & SC_EV_ACTIVE) {
+		update_stat(sc_st_switchovers, 1);
+		LM_NOTICE("HA pair '%s': member '%s' (%s) is now active%s%s%s (%s)\n",
+				tr->pair, tr->active, tr->active_addr,
+				tr->previous[0] ? ", was '" : "", tr->previous,
+				tr->previous[0] ? "'" : "", tr->reason);
+	}
+	if(tr->events & SC_EV_DOWN) {
+		LM_WARN("[40001] SIP Server HA pair (%s) is unavailable: pair '%s' "
+				"is out of service (%s)\n",
+				tr->primary, tr->pair, tr->reason);
+	}
+	if(tr->events & SC_EV_UP) {
+		LM_NOTICE("HA pair '%s' (%s) is back in service, active member '%s' "
+				  "(%s)\n",
+				tr->pair, tr->primary, tr->active, tr->active_addr);
+	}
+	sc_run_event_route(tr);
+}
+
+/* ---- $sipcluster(key) for event_route[sipcluster:pair-state] ---- */
+
+enum
+{
+	SC_PV_PAIR = 1,
+	SC_PV_STATE,
+	SC_PV_ACTIVE,
+	SC_PV_ACTIVE_ADDR,
+	SC_PV_PREVIOUS,
+	SC_PV_REASON,
+	SC_PV_PRIMARY,
+	SC_PV_PROXY,
+	SC_PV_GEO
+};
+
+static int pv_parse_sipcluster_name(pv_spec_p sp, str *in)
+{
+	static const struct
+	{
+		const char *n;
+		int v;
+	} keys[] = {{"pair", SC_PV_PAIR}, {"state", SC_PV_STATE},
+			{"active", SC_PV_ACTIVE}, {"active_addr", SC_PV_ACTIVE_ADDR},
+			{"previous", SC_PV_PREVIOUS}, {"reason", SC_PV_REASON},
+			{"primary", SC_PV_PRIMARY}, {"proxy", SC_PV_PROXY},
+			{"geo", SC_PV_GEO}, {NULL, 0}};
+	int i;
+
+	if(sp == NULL || in == NULL || in->len <= 0)
+		return -1;
+	for(i = 0; keys[i].n; i++) {
+		if(in->len == (int)strlen(keys[i].n)
+				&& strncmp(in->s, keys[i].n, in->len) == 0) {
+			sp->pvp.pvn.type = PV_NAME_INTSTR;
+			sp->pvp.pvn.u.isname.type = 0;
+			sp->pvp.pvn.u.isname.name.n = keys[i].v;
+			return 0;
+		}
+	}
+	LM_ERR("unknown key in $sipcluster(%.*s): use pair, state, active, "
+		   "active_addr, previous, reason, primary, proxy or geo\n",
+			in->len, in->s);
+	return -1;
+}
+
+static int pv_get_sipcluster(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
+{
+	static char buf[64];
+	int key = param->pvn.u.isname.name.n;
+	sc_transition_t *tr = sc_cur_tr;
+
+	switch(key) {
+		case SC_PV_PROXY:
+			if(sc_proxy_name.len > 0)
+				return pv_get_strval(msg, param, res, &sc_proxy_name);
+			lock_get(&sc_shared->lock);
+			snprintf(buf, sizeof(buf), "%.*s",
+					sc_shared->topo->proxies[sc_shared->self].name.len,
+					sc_shared->topo->proxies[sc_shared->self].name.s);
+			lock_release(&sc_shared->lock);
+			return pv_get_strzval(msg, param, res, buf);
+		case SC_PV_GEO:
+			return pv_get_strval(msg, param, res, &sc_geo_location);
+	}
+	if(tr == NULL)
+		return pv_get_null(msg, param, res);
+	switch(key) {
+		case SC_PV_PAIR:
+			return pv_get_strzval(msg, param, res, tr->pair);
+		case SC_PV_STATE:
+			return pv_get_strzval(msg, param, res,
+					tr->usable ? "in-service" : "out-of-service");
+		case SC_PV_ACTIVE:
+			return pv_get_strzval(msg, param, res, tr->active);
+		case SC_PV_ACTIVE_ADDR:
+			return pv_get_strzval(msg, param, res, tr->active_addr);
+		case SC_PV_PREVIOUS:
+			return pv_get_strzval(msg, param, res, tr->previous);
+		case SC_PV_REASON:
+			return pv_get_strzval(msg, param, res, tr->reason);
+		case SC_PV_PRIMARY:
+			return pv_get_strzval(msg, param, res, tr->primary);
+	}
+	return pv_get_null(msg, param, res);
+}
+
+/* ---- cfg functions and KEMI ---- */
+
+static int sc_msg_src_ip(sip_msg_t *msg, sc_ip_t *ip)
+{
+	memset(ip, 0, sizeof(*ip));
+	ip->af = msg->rcv.src_ip.af;
+	memcpy(ip->ip, msg->rcv.src_ip.u.addr, msg->rcv.src_ip.len);
+	return 0;
+}
+
+/* source port matters for UDP/SCTP only: TCP/TLS connections come from
+ * ephemeral ports */
+static int sc_msg_src_port(sip_msg_t *msg)
+{
+	if(msg->rcv.proto == PROTO_UDP || msg->rcv.proto == PROTO_SCTP)
+		return msg->rcv.src_port;
+	return 0;
+}
+
+static int ki_sipcluster_seen_request(sip_msg_t *msg)
+{
+	sc_ip_t ip;
+	sc_server_t *s;
+	sc_transition_t tr;
+	int events = 0, prev = -1, ret = -1;
+
+	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
+		return -1;
+	sc_msg_src_ip(msg, &ip);
+	lock_get(&sc_shared->lock);
+	s = sc_topo_server_by_addr(
+			sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto);
+	if(s != NULL) {
+		sc_pair_t *p = s->pair;
+		ret = 1;
+		prev = sc_pair_active_index(p);
+		sc_health_seen_request(p, s->index, sc_now_ms(), sc_wall_ms(),
+				&events);
+		if(events)
+			sc_transition_fill(&tr, p, events, prev,
+					"request received from it");
+	}
+	lock_release(&sc_shared->lock);
+	if(events)
+		sc_transition_report(&tr);
+	return ret;
+}
+
+static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_seen_request(msg);
+}
+
+static int ki_sipcluster_from_server(sip_msg_t *msg)
+{
+	sc_ip_t ip;
+	int ret;
+
+	sc_msg_src_ip(msg, &ip);
+	lock_get(&sc_shared->lock);
+	ret = sc_topo_server_by_addr(sc_shared->topo, &ip, sc_msg_src_port(msg),
+				  msg->rcv.proto)
+						  != NULL
+				  ? 1
+				  : -1;
+	lock_release(&sc_shared->lock);
+	return ret;
+}
+
+static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_from_server(msg);
+}
+
+static int ki_sipcluster_from_proxy(sip_msg_t *msg)
+{
+	sc_ip_t ip;
+	int ret;
+
+	sc_msg_src_ip(msg, &ip);
+	lock_get(&sc_shared->lock);
+	ret = sc_topo_proxy_by_addr(sc_shared->topo, &ip, sc_msg_src_port(msg),
+				  msg->rcv.proto)
+						  != NULL
+				  ? 1
+				  : -1;
+	lock_release(&sc_shared->lock);
+	return ret;
+}
+
+static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_from_proxy(msg);
+}
+
+/* clang-format off */
+static sr_kemi_t sr_kemi_sipcluster_exports[] = {
+	{ str_init("sipcluster"), str_init("seen_request"),
+		SR_KEMIP_INT, ki_sipcluster_seen_request,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("sipcluster"), str_init("from_server"),
+		SR_KEMIP_INT, ki_sipcluster_from_server,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("sipcluster"), str_init("from_proxy"),
+		SR_KEMIP_INT, ki_sipcluster_from_proxy,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ {0, 0}, {0, 0}, 0, NULL, { 0, 0, 0, 0, 0, 0 } }
+};
+/* clang-format on */
+
+int mod_register(char *path, int *dlflags, void *p1, void *p2)
+{
+	sr_kemi_modules_add(sr_kemi_sipcluster_exports);
+	return 0;
+}

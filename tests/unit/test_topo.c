@@ -1,0 +1,466 @@
+/*
+ * Unit tests: cluster document parsing, validation and the topology model.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sc_topo.h"
+#include "test_util.h"
+
+extern long stub_shm_allocated;
+
+#define HDR "<?xml version=\"1.0\"?>\n"
+
+static const char *valid_doc =
+		HDR "<sip-cluster name=\"example\">\n"															/* 2 */
+			"  <proxy name=\"proxy-dc1-a\" address=\"127.0.1.1\" port=\"5060\" "
+			"transport=\"udp\" geo-location=\"dc1\"/>\n"												/* 3 */
+			"  <proxy name=\"proxy-dc2-a\" address=\"127.0.2.1\" "
+			"geo-location=\"dc2\"/>\n"																	/* 4 */
+			"  <ha-pair name=\"node-dc1-1\" geo-location=\"dc1\" weight=\"3\">\n"						/* 5 */
+			"    <server name=\"sips-dc1-1b\" address=\"127.0.1.12\" port=\"5070\" "
+			"role=\"backup\"/>\n"																		/* 6 */
+			"    <server name=\"sips-dc1-1a\" address=\"127.0.1.11\" port=\"5060\" "
+			"role=\"primary\"/>\n"																		/* 7 */
+			"  </ha-pair>\n"
+			"  <!-- a comment -->\n"
+			"  <ha-pair name=\"node-dc2-1\" geo-location=\"dc2\" oos-check=\"2\" "
+			"oos-force=\"1\">\n"																		/* 10 */
+			"    <server name=\"sips-dc2-1a\" address=\"::1\" transport=\"tcp\" "
+			"role=\"primary\"/>\n"																		/* 11 */
+			"  </ha-pair>\n"
+			"</sip-cluster>\n";
+
+static sc_topo_t *load(const char *doc, sc_error_t *err)
+{
+	return sc_topo_load_mem(doc, strlen(doc), "test.xml", NULL, err);
+}
+
+START_TEST(test_valid_document)
+{
+	sc_error_t err;
+	long before = stub_shm_allocated;
+	sc_topo_t *t = load(valid_doc, &err);
+	char buf[600];
+
+	sc_error_format(&err, buf, sizeof(buf));
+	ck_assert_msg(t != NULL, "valid document rejected: %s", buf);
+	ck_assert_int_eq(t->nproxies, 2);
+	ck_assert_int_eq(t->npairs, 2);
+	ck_assert_int_eq(t->nservers, 3);
+	ck_assert_int_eq(t->ngeos, 2);
+	ck_assert(STR_IS(t->name, "example"));
+	ck_assert(STR_IS(t->geos[0], "dc1"));
+	ck_assert(STR_IS(t->geos[1], "dc2"));
+
+	/* defaults */
+	ck_assert_int_eq(t->proxies[1].port, 5060);
+	ck_assert_int_eq(t->proxies[1].transport, SC_TP_UDP);
+	ck_assert_int_eq(t->proxies[0].line, 3);
+	ck_assert_int_eq(t->pairs[1].weight, 1);
+	ck_assert_int_eq(t->pairs[0].weight, 3);
+	ck_assert_int_eq(t->pairs[0].oos_check, -1);
+	ck_assert_int_eq(t->pairs[1].oos_check, 2);
+	ck_assert_int_eq(t->pairs[1].oos_force, 1);
+
+	/* the primary is srv[0] whatever the document order */
+	ck_assert_int_eq(t->pairs[0].nservers, 2);
+	ck_assert(STR_IS(t->pairs[0].srv[0]->name, "sips-dc1-1a"));
+	ck_assert_int_eq(t->pairs[0].srv[0]->role, SC_ROLE_PRIMARY);
+	ck_assert_int_eq(t->pairs[0].srv[0]->index, 0);
+	ck_assert(STR_IS(t->pairs[0].srv[1]->name, "sips-dc1-1b"));
+	ck_assert_int_eq(t->pairs[0].srv[1]->index, 1);
+	ck_assert_int_eq(t->pairs[0].srv[1]->port, 5070);
+	ck_assert_int_eq(t->pairs[0].srv[1]->line, 6);
+	ck_assert_ptr_eq(t->pairs[0].srv[1]->pair, &t->pairs[0]);
+
+	/* URIs */
+	ck_assert(STR_IS(t->pairs[0].srv[1]->uri, "sip:127.0.1.12:5070"));
+	ck_assert(STR_IS(t->pairs[1].srv[0]->uri, "sip:[::1]:5060;transport=tcp"));
+	ck_assert(STR_IS(t->proxies[0].uri, "sip:127.0.1.1:5060"));
+
+	sc_topo_free(t);
+	ck_assert_int_eq(stub_shm_allocated, before);
+}
+END_TEST
+
+START_TEST(test_lookups)
+{
+	sc_error_t err;
+	sc_topo_t *t = load(valid_doc, &err);
+	sc_ip_t ip;
+	str n;
+
+	ck_assert(t != NULL);
+	n.s = "node-dc2-1";
+	n.len = strlen(n.s);
+	ck_assert_ptr_eq(sc_topo_pair_by_name(t, &n), &t->pairs[1]);
+	ck_assert_ptr_null(sc_topo_server_by_name(t, &n));
+	n.s = "sips-dc1-1b";
+	n.len = strlen(n.s);
+	ck_assert_ptr_eq(sc_topo_server_by_name(t, &n), t->pairs[0].srv[1]);
+	n.s = "proxy-dc2-a";
+	n.len = strlen(n.s);
+	ck_assert_ptr_eq(sc_topo_proxy_by_name(t, &n), &t->proxies[1]);
+	n.s = "nobody";
+	n.len = strlen(n.s);
+	ck_assert_ptr_null(sc_topo_proxy_by_name(t, &n));
+
+	ck_assert_int_eq(sc_ip_parse("127.0.1.12", 10, &ip), 0);
+	ck_assert_ptr_eq(sc_topo_server_by_addr(t, &ip, 5070, SC_TP_UDP),
+			t->pairs[0].srv[1]);
+	ck_assert_ptr_eq(sc_topo_server_by_addr(t, &ip, 0, 0), t->pairs[0].srv[1]);
+	ck_assert_ptr_null(sc_topo_server_by_addr(t, &ip, 5060, SC_TP_UDP));
+	ck_assert_ptr_null(sc_topo_server_by_addr(t, &ip, 5070, SC_TP_TCP));
+	ck_assert_int_eq(sc_ip_parse("[::1]", 5, &ip), 0);
+	ck_assert_ptr_eq(sc_topo_server_by_addr(t, &ip, 0, SC_TP_TCP),
+			t->pairs[1].srv[0]);
+	ck_assert_int_eq(sc_ip_parse("127.0.2.1", 9, &ip), 0);
+	ck_assert_ptr_eq(sc_topo_proxy_by_addr(t, &ip, 5060, 0), &t->proxies[1]);
+	ck_assert_ptr_null(sc_topo_server_by_addr(t, &ip, 0, 0));
+	ck_assert_int_eq(sc_ip_parse("999.0.0.1", 9, &ip), -1);
+	ck_assert_int_eq(sc_ip_parse("host", 4, &ip), -1);
+	sc_topo_free(t);
+}
+END_TEST
+
+START_TEST(test_same_address_other_transport_ok)
+{
+	const char *doc =
+			HDR "<sip-cluster name=\"c\">\n"
+				"<proxy name=\"p\" address=\"10.0.0.1\" geo-location=\"a\"/>\n"
+				"<proxy name=\"q\" address=\"10.0.0.1\" transport=\"tcp\" "
+				"geo-location=\"a\"/>\n"
+				"<proxy name=\"r\" address=\"10.0.0.1\" port=\"5070\" "
+				"geo-location=\"a\"/>\n"
+				"</sip-cluster>\n";
+	sc_error_t err;
+	sc_topo_t *t = load(doc, &err);
+	ck_assert_msg(t != NULL, "rejected: %s", err.reason);
+	ck_assert_int_eq(t->npairs, 0);
+	ck_assert_int_eq(t->nproxies, 3);
+	sc_topo_free(t);
+}
+END_TEST
+
+/* ---- invalid documents: each names the line and a reason ---- */
+
+typedef struct bad_doc
+{
+	const char *what;
+	const char *doc;
+	int line;			/* expected line, -1 = any > 0 */
+	const char *reason; /* expected substring of the reason */
+} bad_doc_t;
+
+#define P1 "<proxy name=\"p1\" address=\"127.0.0.1\" geo-location=\"dc1\"/>\n"
+#define OPEN HDR "<sip-cluster name=\"c\">\n" /* lines 1-2 */
+#define CLOSE "</sip-cluster>\n"
+
+static const bad_doc_t bad_docs[] = {
+		{"empty file", "", 1, "empty"},
+		{"only blanks", "   \n\n  ", -1, "empty"},
+		{"non-XML bytes", "\x01\x02\xff\xfe garbage \x03", 1, ""},
+		{"plain text", "hello world\n", 1, "Start tag expected"},
+		{"truncated XML", OPEN P1 "<ha-pair name=\"x\" geo-lo", 4, ""},
+		{"mismatched tag", OPEN P1 "</ha-pair>\n" CLOSE, 4, "mismatch"},
+		{"wrong root element", HDR "<cluster name=\"c\">\n" P1 "</cluster>\n", 2,
+				"No matching global declaration"},
+		{"cluster without name", HDR "<sip-cluster>\n" P1 CLOSE, 2,
+				"'name' is required"},
+		{"proxy without name",
+				OPEN "<proxy address=\"127.0.0.1\" geo-location=\"a\"/>\n" CLOSE,
+				3, "'name' is required"},
+		{"proxy without geo-location",
+				OPEN "<proxy name=\"p\" address=\"127.0.0.1\"/>\n" CLOSE, 3,
+				"'geo-location' is required"},
+		{"proxy without address",
+				OPEN "<proxy name=\"p\" geo-location=\"a\"/>\n" CLOSE, 3,
+				"'address' is required"},
+		{"pair without geo-location",
+				OPEN P1 "<ha-pair name=\"h\">\n"
+						"<server name=\"s\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
+				4, "'geo-location' is required"},
+		{"port too big",
+				OPEN P1 "<proxy name=\"p2\" address=\"127.0.0.2\" port=\"70000\" "
+						"geo-location=\"a\"/>\n" CLOSE,
+				4, "'70000' is not a valid value"},
+		{"port zero",
+				OPEN P1 "<proxy name=\"p2\" address=\"127.0.0.2\" port=\"0\" "
+						"geo-location=\"a\"/>\n" CLOSE,
+				4, "The value '0' is less than the minimum"},
+		{"port not a number",
+				OPEN P1 "<proxy name=\"p2\" address=\"127.0.0.2\" port=\"http\" "
+						"geo-location=\"a\"/>\n" CLOSE,
+				4, "'http' is not a valid value"},
+		{"unknown element", OPEN P1 "<gateway name=\"g\"/>\n" CLOSE, 4,
+				"This element is not expected"},
+		{"unknown attribute",
+				OPEN "<proxy name=\"p\" address=\"127.0.0.1\" geo-location=\"a\" "
+					 "colour=\"red\"/>\n" CLOSE,
+				3, "'colour' is not allowed"},
+		{"bad transport",
+				OPEN "<proxy name=\"p\" address=\"127.0.0.1\" transport=\"ws\" "
+					 "geo-location=\"a\"/>\n" CLOSE,
+				3, "The value 'ws' is not an element of the set"},
+		{"pair with three servers",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n"
+						"<server name=\"s2\" address=\"127.0.0.3\" "
+						"role=\"backup\"/>\n"
+						"<server name=\"s3\" address=\"127.0.0.4\" "
+						"role=\"backup\"/>\n"
+						"</ha-pair>\n" CLOSE,
+				7, "This element is not expected"},
+		{"pair without servers",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n</ha-pair>\n"
+						CLOSE,
+				4, "Missing child element"},
+		{"bad role",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"master\"/>\n</ha-pair>\n" CLOSE,
+				5, "The value 'master' is not an element of the set"},
+		{"two primaries",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n"
+						"<server name=\"s2\" address=\"127.0.0.3\" "
+						"role=\"primary\"/>\n"
+						"</ha-pair>\n" CLOSE,
+				6, "two servers with role 'primary'"},
+		{"single backup",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"backup\"/>\n</ha-pair>\n" CLOSE,
+				5, "its role must be 'primary'"},
+		{"duplicate name server/pair",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+						"<server name=\"h\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
+				5, "duplicate name 'h'"},
+		{"duplicate proxy name",
+				OPEN P1 "<proxy name=\"p1\" address=\"127.0.0.9\" "
+						"geo-location=\"dc1\"/>\n" CLOSE,
+				4, "duplicate name 'p1'"},
+		{"duplicate address:port:transport",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n"
+						"<server name=\"s2\" address=\"127.0.0.2\" port=\"5060\" "
+						"role=\"backup\"/>\n"
+						"</ha-pair>\n" CLOSE,
+				6, "127.0.0.2:5060:udp, already used by 's1'"},
+		{"server on a proxy's address",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+						"<server name=\"s1\" address=\"127.0.0.1\" "
+						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
+				5, "already used by 'p1'"},
+		{"address not an IP literal",
+				OPEN "<proxy name=\"p\" address=\"999.1.1.1\" "
+					 "geo-location=\"a\"/>\n" CLOSE,
+				3, "not an IPv4 or IPv6 literal"},
+		{"address is a host name",
+				OPEN "<proxy name=\"p\" address=\"sip.example.com\" "
+					 "geo-location=\"a\"/>\n" CLOSE,
+				3, "'sip.example.com' is not accepted"},
+		{"no proxy",
+				OPEN "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+					 "<server name=\"s1\" address=\"127.0.0.2\" "
+					 "role=\"primary\"/>\n</ha-pair>\n" CLOSE,
+				2, "no <proxy> element"},
+		{"empty cluster", OPEN CLOSE, 2, "Missing child element"},
+		{"oos-force out of range",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\" "
+						"oos-force=\"33\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
+				4, "The value '33' is greater than the maximum"},
+		{"negative weight",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\" "
+						"weight=\"-1\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
+				4, "'-1' is not a valid value"},
+		{"server outside a pair",
+				OPEN P1 "<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n" CLOSE,
+				4, "This element is not expected"},
+};
+
+#define N_BAD ((int)(sizeof(bad_docs) / sizeof(bad_docs[0])))
+
+START_TEST(test_invalid_document)
+{
+	const bad_doc_t *b = &bad_docs[_i];
+	sc_error_t err;
+	long before = stub_shm_allocated;
+	sc_topo_t *t;
+	char buf[700];
+
+	t = load(b->doc, &err);
+	sc_error_format(&err, buf, sizeof(buf));
+	ck_assert_msg(t == NULL, "'%s' was accepted", b->what);
+	ck_assert_msg(strcmp(err.file, "test.xml") == 0, "'%s': file is '%s'",
+			b->what, err.file);
+	if(b->line > 0)
+		ck_assert_msg(err.line == b->line, "'%s': line %d, expected %d (%s)",
+				b->what, err.line, b->line, buf);
+	else
+		ck_assert_msg(err.line > 0, "'%s': no line (%s)", b->what, buf);
+	ck_assert_msg(strlen(err.reason) > 0, "'%s': no reason", b->what);
+	ck_assert_msg(strstr(err.reason, b->reason) != NULL,
+			"'%s': reason '%s' lacks '%s'", b->what, err.reason, b->reason);
+	/* the formatted error is file:line: reason */
+	ck_assert_msg(strncmp(buf, "test.xml:", 9) == 0, "'%s': formatted '%s'",
+			b->what, buf);
+	ck_assert_int_eq(stub_shm_allocated, before);
+}
+END_TEST
+
+START_TEST(test_file_errors)
+{
+	sc_error_t err;
+	char path[] = "/tmp/sc_test_XXXXXX";
+	int fd;
+	sc_topo_t *t;
+
+	t = sc_topo_load("/nonexistent/cluster.xml", NULL, &err);
+	ck_assert_ptr_null(t);
+	ck_assert_str_eq(err.file, "/nonexistent/cluster.xml");
+	ck_assert(strstr(err.reason, "cannot open") != NULL);
+
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	t = sc_topo_load(path, NULL, &err);
+	ck_assert_ptr_null(t);
+	ck_assert_str_eq(err.file, path);
+	ck_assert_int_eq(err.line, 1);
+	ck_assert(strstr(err.reason, "empty") != NULL);
+
+	/* a file with an error on line 3 reports the path */
+	{
+		FILE *f = fopen(path, "w");
+		fputs(OPEN "<proxy name=\"p\" geo-location=\"a\"/>\n" CLOSE, f);
+		fclose(f);
+	}
+	t = sc_topo_load(path, NULL, &err);
+	ck_assert_ptr_null(t);
+	ck_assert_str_eq(err.file, path);
+	ck_assert_int_eq(err.line, 3);
+
+	/* and a valid one loads */
+	{
+		FILE *f = fopen(path, "w");
+		fputs(valid_doc, f);
+		fclose(f);
+	}
+	t = sc_topo_load(path, NULL, &err);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_str_eq(t->file.s, path);
+	sc_topo_free(t);
+	unlink(path);
+}
+END_TEST
+
+START_TEST(test_external_schema)
+{
+	sc_error_t err;
+	sc_topo_t *t;
+
+	t = sc_topo_load_mem(valid_doc, strlen(valid_doc), "test.xml",
+			SC_XSD_PATH, &err);
+	ck_assert_msg(t != NULL, "rejected with %s: %s", SC_XSD_PATH, err.reason);
+	sc_topo_free(t);
+	t = sc_topo_load_mem(valid_doc, strlen(valid_doc), "test.xml",
+			"/nonexistent.xsd", &err);
+	ck_assert_ptr_null(t);
+	ck_assert(strstr(err.reason, "schema") != NULL);
+}
+END_TEST
+
+/* ---- state carried across reloads ---- */
+
+START_TEST(test_carry_state)
+{
+	sc_error_t err;
+	sc_topo_t *a, *b;
+	unsigned int uid = 1;
+	const char *doc2 =
+			HDR "<sip-cluster name=\"example\">\n"
+				"  <proxy name=\"proxy-dc1-a\" address=\"127.0.1.1\" "
+				"geo-location=\"dc1\"/>\n"
+				"  <ha-pair name=\"node-dc1-1\" geo-location=\"dc1\">\n"
+				"    <server name=\"sips-dc1-1a\" address=\"127.0.1.11\" "
+				"role=\"primary\"/>\n"
+				"    <server name=\"sips-dc1-1b\" address=\"127.0.1.12\" "
+				"port=\"5070\" role=\"backup\"/>\n"
+				"  </ha-pair>\n"
+				"  <ha-pair name=\"node-dc1-3\" geo-location=\"dc1\">\n"
+				"    <server name=\"sips-dc2-1a\" address=\"::1\" "
+				"transport=\"udp\" role=\"primary\"/>\n"
+				"  </ha-pair>\n"
+				"</sip-cluster>\n";
+
+	a = load(valid_doc, &err);
+	ck_assert_ptr_nonnull(a);
+	sc_topo_carry_state(a, NULL, &uid);
+	ck_assert_int_eq(uid, 4);
+	ck_assert_uint_eq(a->servers[0].h.uid, 1);
+	ck_assert_uint_eq(a->servers[2].h.uid, 3);
+	/* run-time state on the first pair: backup active */
+	a->pairs[0].h.active = 1;
+	a->pairs[0].h.switchovers = 7;
+	a->pairs[0].srv[1]->h.last_code = 200;
+	a->pairs[0].srv[1]->h.pings = 42;
+	a->pairs[1].h.calls = 5;
+	a->pairs[1].srv[0]->h.pings = 9;
+
+	b = load(doc2, &err);
+	ck_assert_ptr_nonnull(b);
+	sc_topo_carry_state(b, a, &uid);
+	/* unchanged pair and servers keep everything */
+	ck_assert_int_eq(b->pairs[0].h.active, 1);
+	ck_assert_uint_eq(b->pairs[0].h.switchovers, 7);
+	ck_assert_int_eq(b->pairs[0].srv[1]->h.last_code, 200);
+	ck_assert_uint_eq(b->pairs[0].srv[1]->h.pings, 42);
+	ck_assert_uint_eq(
+			b->pairs[0].srv[1]->h.uid, a->pairs[0].srv[1]->h.uid);
+	ck_assert_uint_eq(
+			b->pairs[0].srv[0]->h.uid, a->pairs[0].srv[0]->h.uid);
+	/* a server whose transport changed is a new server: fresh state */
+	ck_assert_uint_eq(b->pairs[1].srv[0]->h.pings, 0);
+	ck_assert_uint_eq(b->pairs[1].srv[0]->h.uid, 4);
+	ck_assert_int_eq(b->pairs[1].srv[0]->h.rtt, -1);
+	ck_assert_uint_eq(uid, 5);
+	/* node-dc2-1 is gone */
+	{
+		str n = {"node-dc2-1", 10};
+		ck_assert_ptr_null(sc_topo_pair_by_name(b, &n));
+	}
+	sc_topo_free(a);
+	sc_topo_free(b);
+}
+END_TEST
+
+Suite *topo_suite(void)
+{
+	Suite *s = suite_create("topology");
+	TCase *tc = tcase_create("parse");
+
+	tcase_add_test(tc, test_valid_document);
+	tcase_add_test(tc, test_lookups);
+	tcase_add_test(tc, test_same_address_other_transport_ok);
+	tcase_add_loop_test(tc, test_invalid_document, 0, N_BAD);
+	tcase_add_test(tc, test_file_errors);
+	tcase_add_test(tc, test_external_schema);
+	tcase_add_test(tc, test_carry_state);
+	suite_add_tcase(s, tc);
+	return s;
+}
