@@ -1,0 +1,73 @@
+# sipcluster: Kamailio module + routing bundle for a Genesys-style SIP Cluster
+#
+#   make deps       install packages, fetch + configure the Kamailio source
+#   make            build modules/sipcluster/sipcluster.so (checked against
+#                   the installed kamailio binary)
+#   make test       unit (Check) + integration (real Kamailio, SIPp) tests
+#   make lab        two data centers on loopback; make lab-stop stops it
+#   make install    DESTDIR=... honoured
+#   make bench      benchmarks (docs/benchmarks.md)
+
+KSRC ?= $(CURDIR)/build/ksrc
+MODDIR_SRC := modules/sipcluster
+MODULE := $(MODDIR_SRC)/sipcluster.so
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+MODDIR ?= /usr/lib/$(MULTIARCH)/kamailio/modules
+SHAREDIR ?= /usr/share/sipcluster
+DOCDIR ?= /usr/share/doc/sipcluster
+
+.PHONY: all module deps test unit integration lab lab-stop lab-status \
+	install uninstall clean distclean bench
+
+all: module
+
+module:
+	@if [ ! -f "$(KSRC)/config.mak" ]; then \
+		echo "Kamailio source not configured in $(KSRC): run 'make deps' first (as root)" >&2; \
+		exit 1; fi
+	$(MAKE) -C $(MODDIR_SRC) KSRC=$(KSRC)
+	@scripts/check-abi.sh $(MODULE)
+
+deps:
+	scripts/deps.sh
+
+test: module
+	python3 tests/run.py
+
+unit: module
+	python3 tests/run.py --unit-only
+
+integration: module
+	python3 tests/run.py --integration-only
+
+lab: module
+	scripts/lab/lab start
+
+lab-stop:
+	scripts/lab/lab stop
+
+lab-status:
+	scripts/lab/lab status
+
+install: module
+	install -D -m 755 $(MODULE) $(DESTDIR)$(MODDIR)/sipcluster.so
+	install -D -m 644 $(MODDIR_SRC)/sipcluster.xsd $(DESTDIR)$(SHAREDIR)/sipcluster.xsd
+	install -D -m 644 kamailio-cfg/kamailio.cfg $(DESTDIR)$(SHAREDIR)/kamailio.cfg
+	install -D -m 644 kamailio-cfg/cluster-example.xml $(DESTDIR)$(SHAREDIR)/cluster-example.xml
+	install -D -m 755 scripts/sipcluster-proxy $(DESTDIR)$(SHAREDIR)/sipcluster-proxy
+	install -D -m 644 $(MODDIR_SRC)/README $(DESTDIR)$(DOCDIR)/README.sipcluster
+
+uninstall:
+	rm -f $(DESTDIR)$(MODDIR)/sipcluster.so
+	rm -rf $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
+
+bench: module
+	scripts/bench/run.sh
+
+clean:
+	-$(MAKE) -C $(MODDIR_SRC) KSRC=$(KSRC) clean
+	rm -f $(MODDIR_SRC)/sc_schema.h $(MODDIR_SRC)/test-cflags.txt
+	-$(MAKE) -C tests/unit clean
+
+distclean: clean
+	rm -rf build

@@ -1,0 +1,315 @@
+"""Integration-test harness: real Kamailio proxies (the shipped cfg with the
+sipcluster module), real stand-in SIP Servers (scripts/lab/sipserver.cfg) and
+real SIP over loopback sockets. Every simulated host has its own 127.x.y.z.
+
+Each test class gets its own address block (127.<block>.<dc>.<n>) and its own
+run directory under build/test-runs/, and stops everything it started.
+"""
+
+import atexit
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+RUNS = os.path.join(TOP, "build", "test-runs")
+LAB = os.path.join(TOP, "scripts", "lab")
+PROXY = os.path.join(TOP, "scripts", "sipcluster-proxy")
+MODULE = os.path.join(TOP, "modules", "sipcluster", "sipcluster.so")
+CFG = os.path.join(TOP, "kamailio-cfg", "kamailio.cfg")
+
+_started = []  # run dirs of processes we started (for atexit clean-up)
+
+
+def _kill_dir(d):
+    pidf = os.path.join(d, "kamailio.pid")
+    try:
+        with open(pidf) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, 15)
+    except OSError:
+        return
+    for _ in range(50):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        time.sleep(0.1)
+    else:
+        try:
+            os.killpg(pid, 9)
+        except OSError:
+            pass
+    try:
+        os.unlink(pidf)
+    except OSError:
+        pass
+
+
+@atexit.register
+def _cleanup():
+    for d in list(_started):
+        _kill_dir(d)
+
+
+# ---------------------------------------------------------------- kamcmd
+
+
+def parse_kamcmd(text):
+    """Parse kamcmd's structured output into dicts and lists."""
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    pos = 0
+
+    def parse_block():
+        # after a "{": read until the matching "}"
+        nonlocal pos
+        items = {}
+        arr = []
+        while pos < len(lines):
+            line = lines[pos]
+            pos += 1
+            if line == "}":
+                return arr if arr and not items else items
+            if line == "{":
+                arr.append(parse_block())
+                continue
+            m = re.match(r"^([^:]+):\s?(.*)$", line)
+            if not m:
+                arr.append(line)
+                continue
+            key, val = m.group(1), m.group(2)
+            if val == "{":
+                items[key] = parse_block()
+            else:
+                items[key] = val
+        return arr if arr and not items else items
+
+    if lines and lines[0] == "{":
+        pos = 1
+        return parse_block()
+    # list of values / "key: value" lines at top level
+    out = {}
+    for line in lines:
+        m = re.match(r"^([^:]+):\s?(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out if out else text.strip()
+
+
+def as_list(v):
+    """kamcmd renders an array of one struct like a struct: normalise."""
+    if isinstance(v, list):
+        return v
+    if isinstance(v, dict) and v:
+        return [v]
+    return []
+
+
+def kamcmd(rundir, *args, check=True, timeout=10):
+    cmd = ["kamcmd", "-s", "unix:%s/ctl" % rundir] + [str(a) for a in args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s failed: %s%s" % (" ".join(cmd), p.stdout, p.stderr))
+    return p
+
+
+def wait_until(fn, timeout=10.0, interval=0.05):
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+# ---------------------------------------------------------------- SIP
+
+
+def sip_request(method, ruri, src_ip, src_port=0, dst=None, headers=None,
+                body="", timeout=2.0, want_reply=True):
+    """Send one SIP request over UDP from src_ip:src_port; return the first
+    final (or any, if none final) reply as text, or None."""
+    dst = dst or _uri_hostport(ruri)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((src_ip, src_port))
+    lip, lport = s.getsockname()
+    branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+    callid = uuid.uuid4().hex + "@" + lip
+    hdrs = [
+        "%s %s SIP/2.0" % (method, ruri),
+        "Via: SIP/2.0/UDP %s:%d;branch=%s;rport" % (lip, lport, branch),
+        "Max-Forwards: 70",
+        "From: <sip:test@%s>;tag=%s" % (lip, uuid.uuid4().hex[:8]),
+        "To: <%s>" % ruri,
+        "Call-ID: %s" % callid,
+        "CSeq: 1 %s" % method,
+        "Contact: <sip:test@%s:%d>" % (lip, lport),
+    ]
+    hdrs += list(headers or [])
+    hdrs.append("Content-Length: %d" % len(body))
+    msg = "\r\n".join(hdrs) + "\r\n\r\n" + body
+    s.sendto(msg.encode(), dst)
+    if not want_reply:
+        s.close()
+        return None
+    s.settimeout(timeout)
+    reply = None
+    end = time.monotonic() + timeout
+    try:
+        while time.monotonic() < end:
+            data, _ = s.recvfrom(65535)
+            reply = data.decode(errors="replace")
+            code = int(reply.split(" ", 2)[1])
+            if code >= 200:
+                break
+    except (socket.timeout, ValueError, IndexError):
+        pass
+    finally:
+        s.close()
+    return reply
+
+
+def _uri_hostport(uri):
+    m = re.match(r"sips?:(?:[^@]+@)?([^:;>]+)(?::(\d+))?", uri)
+    return (m.group(1), int(m.group(2) or 5060))
+
+
+def reply_code(reply):
+    if not reply:
+        return None
+    try:
+        return int(reply.split(" ", 2)[1])
+    except (ValueError, IndexError):
+        return None
+
+
+# ---------------------------------------------------------------- cluster
+
+
+class Cluster:
+    """A cluster document plus the processes of one test class."""
+
+    def __init__(self, name, xml):
+        self.name = name
+        self.dir = os.path.join(RUNS, name)
+        if os.path.isdir(self.dir):
+            for d in os.listdir(self.dir):
+                _kill_dir(os.path.join(self.dir, d))
+            shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        self.file = os.path.join(self.dir, "cluster.xml")
+        self.write(xml)
+        self.procs = []
+
+    def write(self, xml):
+        tmp = self.file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(xml)
+        os.replace(tmp, self.file)
+
+    def rundir(self, name):
+        return os.path.join(self.dir, name)
+
+    def start_standin(self, name, addr, port=5060, backup=False, extra=()):
+        d = self.rundir(name)
+        cmd = [os.path.join(LAB, "standin"), "start", "--name", name,
+               "--addr", addr, "--port", str(port), "--dir", d]
+        if backup:
+            cmd.append("--backup")
+        if extra:
+            cmd += ["--"] + list(extra)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        if p.returncode != 0:
+            raise RuntimeError("stand-in %s failed: %s%s" % (name, p.stdout, p.stderr))
+        _started.append(d)
+        self.procs.append(d)
+        return d
+
+    def stop(self, name):
+        d = self.rundir(name)
+        _kill_dir(d)
+
+    def start_proxy(self, name, extra=(), check=True):
+        d = self.rundir(name)
+        cmd = [PROXY, "start", "--cluster", self.file, "--name", name, "--dir", d]
+        if extra:
+            cmd += ["--"] + list(extra)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if check and p.returncode != 0:
+            log = ""
+            try:
+                log = open(os.path.join(d, "kamailio.log")).read()[-3000:]
+            except OSError:
+                pass
+            raise RuntimeError("proxy %s failed: %s%s\n%s" % (name, p.stdout, p.stderr, log))
+        if p.returncode == 0:
+            _started.append(d)
+            self.procs.append(d)
+        return p
+
+    def stop_all(self):
+        for d in self.procs:
+            _kill_dir(d)
+        self.procs = []
+
+    def log(self, name):
+        try:
+            with open(os.path.join(self.rundir(name), "kamailio.log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def shv(self, name, var):
+        out = kamcmd(self.rundir(name), "pv.shvGet", var).stdout
+        m = re.search(r"value:\s*(-?\d+)", out)
+        return int(m.group(1)) if m else None
+
+    def set_shv(self, name, var, value):
+        kamcmd(self.rundir(name), "pv.shvSet", var, "int", value)
+
+    def topo(self, proxy):
+        return parse_kamcmd(kamcmd(self.rundir(proxy), "sipcluster.list").stdout)
+
+    def pairs(self, proxy):
+        """{pair name: pair dict with 'SERVERS' as {name: server dict}}"""
+        out = {}
+        for g in as_list(self.topo(proxy).get("GEO_LOCATIONS")):
+            for p in as_list(g.get("PAIRS")):
+                p = dict(p)
+                p["geo"] = g.get("geo_location")
+                p["SERVERS"] = {s["name"]: s for s in as_list(p.get("SERVERS"))}
+                out[p["name"]] = p
+        return out
+
+    def stats(self, proxy):
+        out = kamcmd(self.rundir(proxy), "stats.get_statistics", "sipcluster:").stdout
+        res = {}
+        for m in re.finditer(r"sipcluster:(\w+) = (-?\d+)", out):
+            res[m.group(1)] = int(m.group(2))
+        return res
+
+
+def pair_xml(name, geo, servers, **attrs):
+    extra = "".join(' %s="%s"' % (k.replace("_", "-"), v) for k, v in attrs.items())
+    s = '  <ha-pair name="%s" geo-location="%s"%s>\n' % (name, geo, extra)
+    for (sname, addr, role) in servers:
+        s += '    <server name="%s" address="%s" role="%s"/>\n' % (sname, addr, role)
+    return s + "  </ha-pair>\n"
+
+
+def proxy_xml(name, addr, geo, port=5060):
+    return '  <proxy name="%s" address="%s" port="%d" geo-location="%s"/>\n' % (
+        name, addr, port, geo)
+
+
+def cluster_xml(name, body):
+    return '<?xml version="1.0"?>\n<sip-cluster name="%s">\n%s</sip-cluster>\n' % (name, body)

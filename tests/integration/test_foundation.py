@@ -1,0 +1,246 @@
+"""Foundation: the module loads into Debian's kamailio, discovers the cluster
+from its document, refuses bad documents with file:line:reason, reloads
+atomically, and the lab brings up 2 data centers on loopback."""
+
+import os
+import re
+import socket
+import subprocess
+import time
+import unittest
+
+from harness import (CFG, LAB, MODULE, RUNS, TOP, Cluster, as_list, kamcmd,
+                     parse_kamcmd, reply_code, sip_request, wait_until,
+                     cluster_xml, pair_xml, proxy_xml)
+
+B = "127.21"  # this module's address block
+
+
+def lab_doc(b=B):
+    body = ""
+    for dc in (1, 2):
+        for i, x in ((1, "a"), (2, "b")):
+            body += proxy_xml("proxy-dc%d-%s" % (dc, x), "%s.%d.%d" % (b, dc, i), "dc%d" % dc)
+    for dc in (1, 2):
+        for n in (1, 2):
+            body += pair_xml("node-dc%d-%d" % (dc, n), "dc%d" % dc, [
+                ("sips-dc%d-%da" % (dc, n), "%s.%d.%d1" % (b, dc, n), "primary"),
+                ("sips-dc%d-%db" % (dc, n), "%s.%d.%d2" % (b, dc, n), "backup"),
+            ])
+    return cluster_xml("lab-test", body)
+
+
+class TestLab(unittest.TestCase):
+    """make lab's code: 8 stand-ins and 4 proxies from one document."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = os.path.join(RUNS, "lab")
+        subprocess.run([os.path.join(LAB, "lab"), "stop", "--dir", cls.dir],
+                       capture_output=True)
+        os.makedirs(cls.dir, exist_ok=True)
+        cls.doc = os.path.join(RUNS, "lab-cluster.xml")
+        with open(cls.doc, "w") as f:
+            f.write(lab_doc())
+        p = subprocess.run([os.path.join(LAB, "lab"), "start", "--cluster", cls.doc,
+                            "--dir", cls.dir, "--", "-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1"],
+                           capture_output=True, text=True, timeout=120)
+        cls.start_out = p.stdout + p.stderr
+        cls.start_rc = p.returncode
+
+    @classmethod
+    def tearDownClass(cls):
+        p = subprocess.run([os.path.join(LAB, "lab"), "stop", "--dir", cls.dir],
+                           capture_output=True, text=True, timeout=60)
+        cls.stop_out = p.stdout
+
+    def test_all_up_and_topology_everywhere(self):
+        self.assertEqual(self.start_rc, 0, self.start_out)
+        self.assertEqual(len(re.findall(r" up$", self.start_out, re.M)), 12, self.start_out)
+        for proxy in ("proxy-dc1-a", "proxy-dc1-b", "proxy-dc2-a", "proxy-dc2-b"):
+            d = os.path.join(self.dir, proxy)
+            t = parse_kamcmd(kamcmd(d, "sipcluster.list").stdout)
+            self.assertEqual(t["proxy"], proxy)
+            self.assertEqual(t["geo_location"], proxy[6:9])
+            self.assertEqual((t["proxies"], t["pairs"], t["servers"]), ("4", "4", "8"))
+            geos = as_list(t["GEO_LOCATIONS"])
+            self.assertEqual([g["geo_location"] for g in geos], ["dc1", "dc2"])
+            for g in geos:
+                self.assertEqual(g["local"], "yes" if g["geo_location"] == proxy[6:9] else "no")
+                proxies = as_list(g["PROXIES"])
+                self.assertEqual(len(proxies), 2)
+                for p in proxies:
+                    self.assertEqual(p["self"], "yes" if p["name"] == proxy else "no")
+                    self.assertEqual(p["port"], "5060")
+                    self.assertEqual(p["transport"], "udp")
+                pairs = as_list(g["PAIRS"])
+                self.assertEqual(len(pairs), 2)
+                for pr in pairs:
+                    servers = as_list(pr["SERVERS"])
+                    self.assertEqual([s["role"] for s in servers], ["primary", "backup"])
+                    dc = g["geo_location"][2]
+                    for s in servers:
+                        self.assertTrue(s["name"].startswith("sips-dc" + dc))
+                        self.assertTrue(s["address"].startswith("%s.%s." % (B, dc)))
+                        self.assertEqual(s["port"], "5060")
+                        self.assertEqual(s["transport"], "udp")
+                        self.assertEqual(s["uri"], "sip:%s:5060" % s["address"])
+
+    def test_pairs_come_in_service_with_primary_active(self):
+        d = os.path.join(self.dir, "proxy-dc2-b")
+
+        def all_ok():
+            t = parse_kamcmd(kamcmd(d, "sipcluster.list").stdout)
+            states = []
+            for g in as_list(t["GEO_LOCATIONS"]):
+                for pr in as_list(g["PAIRS"]):
+                    srv = as_list(pr["SERVERS"])
+                    states.append(pr["state"] == "in-service" and pr["active"] == srv[0]["name"]
+                                  and srv[0]["last_code"] == "200")
+            return len(states) == 4 and all(states)
+        self.assertTrue(wait_until(all_ok, 10), kamcmd(d, "sipcluster.list").stdout)
+
+    def test_proxy_answers_sip(self):
+        r = sip_request("OPTIONS", "sip:%s.1.1:5060" % B, "%s.9.1" % B)
+        self.assertEqual(reply_code(r), 200, r)
+
+
+class TestStartAndReload(unittest.TestCase):
+    """A single proxy: refuses bad documents, reloads atomically."""
+
+    def setUp(self):
+        self.body_ok = (proxy_xml("px", B + ".50.1", "dc1")
+                        + proxy_xml("py", B + ".50.2", "dc2")
+                        + pair_xml("n1", "dc1", [("s1a", B + ".50.11", "primary"),
+                                                 ("s1b", B + ".50.12", "backup")])
+                        + pair_xml("n2", "dc2", [("s2a", B + ".50.21", "primary")]))
+        self.c = Cluster("reload", cluster_xml("rl", self.body_ok))
+
+    def tearDown(self):
+        self.c.stop_all()
+
+    def start(self):
+        self.c.start_standin("s1a", B + ".50.11")
+        self.c.start_standin("s1b", B + ".50.12", backup=True)
+        self.c.start_proxy("px", ["-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1"])
+
+    def test_bad_document_refuses_start_with_file_line_reason(self):
+        bad = self.body_ok.replace('<server name="s1b" address="%s.50.12"' % B,
+                                   '<server name="s1b" address="%s.50.12" port="99999"' % B)
+        self.c.write(cluster_xml("rl", bad))
+        p = self.c.start_proxy("px", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        log = self.c.log("px")
+        doc = cluster_xml("rl", bad).splitlines()
+        line = doc.index([l for l in doc if "99999" in l][0]) + 1
+        self.assertIn("%s:%d:" % (self.c.file, line), log)
+        self.assertIn("99999", log)
+        self.assertIn("cluster document rejected", log)
+        self.assertIn(self.c.file, p.stderr + log)
+
+    def test_proxy_not_in_document(self):
+        # the module's own check: a PROXY_NAME that is not in the list
+        d = self.c.rundir("ghost")
+        os.makedirs(d, exist_ok=True)
+        p = subprocess.run(
+            ["kamailio", "-f", CFG, "-DD", "-E", "-w", d, "-m", "32",
+             "-A", "LISTEN_ADDR=%s.50.1" % B, "-A", 'PROXY_NAME="ghost"',
+             "-A", 'CLUSTER_FILE="%s"' % self.c.file, "-A", 'CTL_SOCKET="unix:%s/ctl"' % d,
+             "-A", 'SIPCLUSTER_SO="%s"' % MODULE, "-A", 'DMQ_SERVER="sip:%s.50.1:5060"' % B],
+            capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("[40000] proxy 'ghost' is not found in the list", p.stderr)
+        # listed, but its address is not where this kamailio listens
+        p = subprocess.run(
+            ["kamailio", "-f", CFG, "-DD", "-E", "-w", d, "-m", "32",
+             "-A", "LISTEN_ADDR=%s.50.9" % B, "-A", 'PROXY_NAME="px"',
+             "-A", 'CLUSTER_FILE="%s"' % self.c.file, "-A", 'CTL_SOCKET="unix:%s/ctl"' % d,
+             "-A", 'SIPCLUSTER_SO="%s"' % MODULE, "-A", 'DMQ_SERVER="sip:%s.50.9:5060"' % B],
+            capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("[40000] proxy address (%s.50.1:5060) is not found in the list" % B,
+                      p.stderr)
+
+    def test_launcher_refuses_unknown_name(self):
+        p = subprocess.run([os.path.join(TOP, "scripts", "sipcluster-proxy"), "start",
+                            "--cluster", self.c.file, "--name", "nobody",
+                            "--dir", self.c.rundir("nobody")],
+                           capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("[40000] proxy 'nobody' is not found", p.stderr)
+
+    def test_reload_success_keeps_state_of_existing_servers(self):
+        self.start()
+        self.assertTrue(wait_until(
+            lambda: self.c.pairs("px")["n1"]["SERVERS"]["s1a"]["last_code"] == "200", 5))
+        before = self.c.pairs("px")
+        # change: drop n2, add n3, change n1's weight (members unchanged)
+        body = (proxy_xml("px", B + ".50.1", "dc1") + proxy_xml("py", B + ".50.2", "dc2")
+                + pair_xml("n1", "dc1", [("s1a", B + ".50.11", "primary"),
+                                         ("s1b", B + ".50.12", "backup")], weight=5)
+                + pair_xml("n3", "dc1", [("s3a", B + ".50.31", "primary")]))
+        self.c.write(cluster_xml("rl2", body))
+        p = kamcmd(self.c.rundir("px"), "sipcluster.reload")
+        self.assertIn("reloaded", p.stdout)
+        t = self.c.topo("px")
+        self.assertEqual(t["cluster"], "rl2")
+        self.assertEqual(t["reloads"], "1")
+        after = self.c.pairs("px")
+        self.assertEqual(sorted(after), ["n1", "n3"])
+        self.assertEqual(after["n1"]["weight"], "5")
+        a, b = before["n1"]["SERVERS"]["s1a"], after["n1"]["SERVERS"]["s1a"]
+        self.assertEqual(a["uid"], b["uid"])
+        self.assertGreaterEqual(int(b["pings"]), int(a["pings"]))
+        self.assertEqual(b["last_code"], "200")
+        self.assertIn("reloaded", self.c.log("px"))
+
+    def test_reload_failure_keeps_running_topology(self):
+        self.start()
+        before = self.c.topo("px")
+        for bad, why in (
+                (cluster_xml("rl", self.body_ok).replace("</sip-cluster>", ""),
+                 "Premature end of data"),
+                (cluster_xml("rl", self.body_ok.replace('role="backup"', 'role="primary"')),
+                 "two servers with role 'primary'"),
+                (cluster_xml("rl", self.body_ok.replace('name="px"', 'name="pz"')),
+                 "[40000]"),
+                ("", "empty file")):
+            self.c.write(bad)
+            p = kamcmd(self.c.rundir("px"), "sipcluster.reload", check=False)
+            self.assertTrue(p.stdout.startswith("error: 500"), p.stdout)
+            out = p.stdout + p.stderr
+            self.assertIn("running topology kept", out)
+            self.assertIn(why, out)
+            if why not in ("[40000]",):
+                self.assertRegex(out, re.escape(self.c.file) + r":\d+: ")
+            after = self.c.topo("px")
+            self.assertEqual(after["cluster"], before["cluster"])
+            self.assertEqual(after["pairs"], before["pairs"])
+            self.assertEqual(after["GEO_LOCATIONS"][0]["PAIRS"][0]["name"] if isinstance(
+                after["GEO_LOCATIONS"], list) else None,
+                before["GEO_LOCATIONS"][0]["PAIRS"][0]["name"] if isinstance(
+                before["GEO_LOCATIONS"], list) else None)
+        t = self.c.topo("px")
+        self.assertEqual(t["reload_failures"], "4")
+        self.assertEqual(t["reloads"], "0")
+
+    def test_malformed_sip_does_not_crash(self):
+        self.start()
+        pid = int(open(os.path.join(self.c.rundir("px"), "kamailio.pid")).read())
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((B + ".9.2", 0))
+        junk = [b"\x00" * 100, b"INVITE\r\n\r\n", b"SIP/2.0 200\r\n\r\n",
+                b"INVITE sip:x SIP/2.0\r\nVia: garbage\r\nContent-Length: -5\r\n\r\n",
+                b"OPTIONS sip:a@b SIP/2.0\r\nCSeq: abc\r\nCall-ID:\r\n\r\n",
+                bytes(range(256)) * 4, b"REGISTER sip:x SIP/2.0\r\n" + b"Contact: <" * 500]
+        for j in junk * 5:
+            s.sendto(j, (B + ".50.1", 5060))
+        s.close()
+        time.sleep(0.5)
+        os.kill(pid, 0)  # still running
+        r = sip_request("OPTIONS", "sip:%s.50.1:5060" % B, B + ".9.3")
+        self.assertEqual(reply_code(r), 200)
+
+
+if __name__ == "__main__":
+    unittest.main()

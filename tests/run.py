@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Run every sipcluster test and end with one line: 'N passed, N failed'.
+
+  unit:        tests/unit (Check), built with the module's own flags
+  integration: tests/integration/test_*.py (unittest) against real
+               Kamailio processes and SIPp on loopback addresses
+
+Options: --unit-only, --integration-only, -k PATTERN (integration tests
+whose id contains PATTERN).
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+def run_unit():
+    print("== unit tests (Check)", flush=True)
+    p = subprocess.run(["make", "-s", "-C", os.path.join(TOP, "tests", "unit")],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        print(p.stdout + p.stderr)
+        print("unit tests did not build")
+        return 0, 1
+    env = dict(os.environ, CK_VERBOSITY="normal")
+    p = subprocess.run([os.path.join(TOP, "tests", "unit", "test_sipcluster")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    out = p.stdout + p.stderr
+    print(out.rstrip())
+    m = re.search(r"Checks: (\d+), Failures: (\d+), Errors: (\d+)", out)
+    if not m:
+        print("unit tests: no Check summary (exit %d)" % p.returncode)
+        return 0, 1
+    total, fails, errs = map(int, m.groups())
+    return total - fails - errs, fails + errs
+
+
+def run_integration(pattern=None):
+    print("== integration tests (real Kamailio + SIPp on 127.0.0.0/8)", flush=True)
+    idir = os.path.join(TOP, "tests", "integration")
+    sys.path.insert(0, idir)
+    loader = unittest.TestLoader()
+    if pattern:
+        loader.testNamePatterns = ["*%s*" % pattern]
+    suite = loader.discover(idir, pattern="test_*.py", top_level_dir=idir)
+    runner = unittest.TextTestRunner(verbosity=2, stream=sys.stdout)
+    t0 = time.monotonic()
+    res = runner.run(suite)
+    print("integration: %d run in %.0f s" % (res.testsRun, time.monotonic() - t0))
+    failed = len(res.failures) + len(res.errors) + len(res.unexpectedSuccesses)
+    skipped = len(res.skipped)
+    return res.testsRun - failed - skipped, failed, skipped
+
+
+def main():
+    args = sys.argv[1:]
+    pattern = None
+    if "-k" in args:
+        pattern = args[args.index("-k") + 1]
+    passed = failed = skipped = 0
+    if "--integration-only" not in args:
+        p, f = run_unit()
+        passed += p
+        failed += f
+    if "--unit-only" not in args:
+        p, f, s = run_integration(pattern)
+        passed += p
+        failed += f
+        skipped += s
+    line = "%d passed, %d failed" % (passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    print(line)
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
