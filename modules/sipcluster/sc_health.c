@@ -233,6 +233,28 @@ int sc_health_seen_request(
 	return 1;
 }
 
+void sc_health_suspect(sc_pair_t *p, const sc_hcfg_t *c, int srv,
+		long long now)
+{
+	sc_pair_health_t *h = &p->h;
+
+	if(srv < 0 || srv >= p->nservers)
+		return;
+	if(h->ping_srv == srv) {
+		/* already being probed: do not wait longer than oos_force */
+		if(h->ping_deadline > h->ping_sent + c->force)
+			h->ping_deadline = h->ping_sent + c->force;
+		return;
+	}
+	if(h->ping_srv >= 0)
+		return; /* the other member is being probed: its turn first */
+	if(h->mode == SC_MODE_CHECK && h->active != srv)
+		return; /* not the member we rely on */
+	if(h->mode == SC_MODE_FORCE)
+		h->probe_next = srv;
+	h->next_ping = now;
+}
+
 int sc_health_set_pair_admin(
 		sc_pair_t *p, int admin, long long now, long long wall, int *events)
 {

@@ -110,6 +110,11 @@ int sc_health_result(struct sc_pair *p, const sc_hcfg_t *c, int srv,
 int sc_health_seen_request(
 		struct sc_pair *p, int srv, long long now, long long wall, int *events);
 
+/* A request routed to member srv failed (timeout, 503): probe it at once,
+ * with the oos_force timeout. */
+void sc_health_suspect(struct sc_pair *p, const sc_hcfg_t *c, int srv,
+		long long now);
+
 /* Operator overrides; on == SC_ADMIN_AUTO returns to probing. */
 int sc_health_set_pair_admin(struct sc_pair *p, int admin, long long now,
 		long long wall, int *events);

@@ -11,7 +11,9 @@
 #include "../../core/str.h"
 #include "../../core/locking.h"
 #include "../../core/counters.h"
+#include "../../core/parser/msg_parser.h"
 #include "sc_topo.h"
+#include "sc_select.h"
 
 #define SC_MAX_ALIVE_CODES 16
 
@@ -25,6 +27,11 @@ typedef struct sc_shared
 	unsigned int reload_failures;
 	long long loaded_at;	/* wall-clock ms of the last (re)load */
 	int self;				/* index of this proxy in topo->proxies */
+	unsigned int gen;		/* bumped when a pair's usability changes or on
+							 * reload: the schedules are rebuilt lazily */
+	sc_sched_t sched_local;	 /* SWRR cycle over local pairs */
+	sc_sched_t sched_remote; /* ... over the other data centers' pairs */
+	int sched_cap;			 /* room in each seq array */
 } sc_shared_t;
 
 extern sc_shared_t *sc_shared;
@@ -40,12 +47,20 @@ extern int sc_alive_codes[SC_MAX_ALIVE_CODES + 1];
 extern str sc_ping_from;
 extern int sc_ping_tick;
 extern str sc_event_route_name;
+extern int sc_cross_dc_failover;
 
 /* statistics */
 extern stat_var *sc_st_pings;
 extern stat_var *sc_st_ping_failures;
 extern stat_var *sc_st_switchovers;
 extern stat_var *sc_st_reloads;
+extern stat_var *sc_st_routed;
+extern stat_var *sc_st_failovers;
+extern stat_var *sc_st_cross_dc;
+extern stat_var *sc_st_unavailable;
+extern stat_var *sc_st_retargeted;
+extern stat_var *sc_st_xgr_used;
+extern stat_var *sc_st_xgr_dropped;
 
 /* clocks in ms */
 long long sc_now_ms(void);	/* monotonic */
@@ -71,6 +86,16 @@ typedef struct sc_transition
 void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
 		int previous, const char *reason);
 void sc_transition_report(sc_transition_t *tr);
+
+/* routing (sc_route.c) */
+int sc_route_init(void);
+int ki_sipcluster_route(sip_msg_t *msg);
+int ki_sipcluster_next(sip_msg_t *msg);
+int ki_sipcluster_record_route(sip_msg_t *msg);
+int ki_sipcluster_dialog(sip_msg_t *msg);
+int ki_sipcluster_x_genesys_route(sip_msg_t *msg);
+int sc_src_is_server(sip_msg_t *msg);
+extern char sc_route_reason[128];
 
 /* RPC (sc_rpc.c) */
 int sc_rpc_init(void);

@@ -47,6 +47,7 @@ int sc_alive_codes[SC_MAX_ALIVE_CODES + 1] = {0};
 str sc_ping_from = str_init("sip:sipcluster@localhost");
 int sc_ping_tick = 100; /* ms */
 str sc_event_route_name = str_init("sipcluster:pair-state");
+int sc_cross_dc_failover = 1;
 
 sc_shared_t *sc_shared = NULL;
 
@@ -54,6 +55,13 @@ stat_var *sc_st_pings = NULL;
 stat_var *sc_st_ping_failures = NULL;
 stat_var *sc_st_switchovers = NULL;
 stat_var *sc_st_reloads = NULL;
+stat_var *sc_st_routed = NULL;
+stat_var *sc_st_failovers = NULL;
+stat_var *sc_st_cross_dc = NULL;
+stat_var *sc_st_unavailable = NULL;
+stat_var *sc_st_retargeted = NULL;
+stat_var *sc_st_xgr_used = NULL;
+stat_var *sc_st_xgr_dropped = NULL;
 
 static int sc_event_rt = -1;
 /* transition being reported by event_route (per process) */
@@ -65,6 +73,11 @@ static void mod_destroy(void);
 static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_route(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_next(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_record_route(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_dialog(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_x_genesys_route(sip_msg_t *msg, char *p1, char *p2);
 static int pv_parse_sipcluster_name(pv_spec_p sp, str *in);
 static int pv_get_sipcluster(
 		sip_msg_t *msg, pv_param_t *param, pv_value_t *res);
@@ -78,6 +91,16 @@ static cmd_export_t cmds[] = {
 		0, 0, 0, ANY_ROUTE},
 	{"sipcluster_from_proxy", (cmd_function)w_sipcluster_from_proxy,
 		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_route", (cmd_function)w_sipcluster_route,
+		0, 0, 0, REQUEST_ROUTE},
+	{"sipcluster_next", (cmd_function)w_sipcluster_next,
+		0, 0, 0, FAILURE_ROUTE},
+	{"sipcluster_record_route", (cmd_function)w_sipcluster_record_route,
+		0, 0, 0, REQUEST_ROUTE | BRANCH_ROUTE | FAILURE_ROUTE},
+	{"sipcluster_dialog", (cmd_function)w_sipcluster_dialog,
+		0, 0, 0, REQUEST_ROUTE},
+	{"sipcluster_x_genesys_route", (cmd_function)w_sipcluster_x_genesys_route,
+		0, 0, 0, REQUEST_ROUTE},
 	{0, 0, 0, 0, 0, 0}
 };
 
@@ -92,6 +115,7 @@ static param_export_t params[] = {
 	{"ping_from", PARAM_STR, &sc_ping_from},
 	{"ping_tick", PARAM_INT, &sc_ping_tick},
 	{"event_route", PARAM_STR, &sc_event_route_name},
+	{"cross_dc_failover", PARAM_INT, &sc_cross_dc_failover},
 	{0, 0, 0}
 };
 
@@ -106,6 +130,13 @@ static stat_export_t mod_stats[] = {
 	{"ping_failures", 0, &sc_st_ping_failures},
 	{"switchovers", 0, &sc_st_switchovers},
 	{"reloads", 0, &sc_st_reloads},
+	{"routed", 0, &sc_st_routed},
+	{"failovers", 0, &sc_st_failovers},
+	{"cross_dc_routed", 0, &sc_st_cross_dc},
+	{"unavailable", 0, &sc_st_unavailable},
+	{"dialog_retargeted", 0, &sc_st_retargeted},
+	{"xgr_used", 0, &sc_st_xgr_used},
+	{"xgr_dropped", 0, &sc_st_xgr_dropped},
 	{"pairs_out_of_service", STAT_IS_FUNC, (stat_var **)sc_stat_pairs_oos},
 	{0, 0, 0}
 };
@@ -280,6 +311,7 @@ int sc_reload(char *msg, int msglen)
 	}
 	sc_shared->topo = nt;
 	sc_shared->self = self;
+	sc_shared->gen++;
 	sc_shared->reloads++;
 	sc_shared->loaded_at = sc_wall_ms();
 	lock_release(&sc_shared->lock);
@@ -376,6 +408,8 @@ static int mod_init(void)
 		return -1;
 	if(sc_ping_init() < 0)
 		return -1;
+	if(sc_route_init() < 0)
+		return -1;
 	sc_event_rt = route_lookup(&event_rt, sc_event_route_name.s);
 	if(sc_event_rt >= 0 && event_rt.rlist[sc_event_rt] == NULL)
 		sc_event_rt = -1;
@@ -416,6 +450,10 @@ static void mod_destroy(void)
 	if(sc_shared->topo)
 		sc_topo_free(sc_shared->topo);
 	sc_shared->topo = NULL;
+	if(sc_shared->sched_local.seq)
+		shm_free(sc_shared->sched_local.seq);
+	if(sc_shared->sched_remote.seq)
+		shm_free(sc_shared->sched_remote.seq);
 	lock_destroy(&sc_shared->lock);
 	shm_free(sc_shared);
 	sc_shared = NULL;
@@ -443,6 +481,9 @@ void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
 	int a = sc_pair_active_index(p);
 
 	memset(tr, 0, sizeof(*tr));
+	/* the set of pairs that can take traffic changed: rebuild schedules */
+	if(events & (SC_EV_DOWN | SC_EV_UP))
+		sc_shared->gen++;
 	tr->events = events;
 	tr->usable = sc_pair_usable(p);
 	snprintf(tr->pair, sizeof(tr->pair), "%.*s", p->name.len, p->name.s);
@@ -519,7 +560,8 @@ enum
 	SC_PV_REASON,
 	SC_PV_PRIMARY,
 	SC_PV_PROXY,
-	SC_PV_GEO
+	SC_PV_GEO,
+	SC_PV_WHY
 };
 
 static int pv_parse_sipcluster_name(pv_spec_p sp, str *in)
@@ -532,7 +574,7 @@ static int pv_parse_sipcluster_name(pv_spec_p sp, str *in)
 			{"active", SC_PV_ACTIVE}, {"active_addr", SC_PV_ACTIVE_ADDR},
 			{"previous", SC_PV_PREVIOUS}, {"reason", SC_PV_REASON},
 			{"primary", SC_PV_PRIMARY}, {"proxy", SC_PV_PROXY},
-			{"geo", SC_PV_GEO}, {NULL, 0}};
+			{"geo", SC_PV_GEO}, {"why", SC_PV_WHY}, {NULL, 0}};
 	int i;
 
 	if(sp == NULL || in == NULL || in->len <= 0)
@@ -547,7 +589,7 @@ static int pv_parse_sipcluster_name(pv_spec_p sp, str *in)
 		}
 	}
 	LM_ERR("unknown key in $sipcluster(%.*s): use pair, state, active, "
-		   "active_addr, previous, reason, primary, proxy or geo\n",
+		   "active_addr, previous, reason, primary, proxy, geo or why\n",
 			in->len, in->s);
 	return -1;
 }
@@ -570,6 +612,8 @@ static int pv_get_sipcluster(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
 			return pv_get_strzval(msg, param, res, buf);
 		case SC_PV_GEO:
 			return pv_get_strval(msg, param, res, &sc_geo_location);
+		case SC_PV_WHY:
+			return pv_get_strzval(msg, param, res, sc_route_reason);
 	}
 	if(tr == NULL)
 		return pv_get_null(msg, param, res);
@@ -688,8 +732,49 @@ static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_from_proxy(msg);
 }
 
+static int w_sipcluster_route(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_route(msg);
+}
+
+static int w_sipcluster_next(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_next(msg);
+}
+
+static int w_sipcluster_record_route(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_record_route(msg);
+}
+
+static int w_sipcluster_dialog(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_dialog(msg);
+}
+
+static int w_sipcluster_x_genesys_route(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_x_genesys_route(msg);
+}
+
+#define SC_KEMI_NOPARAMS                                           \
+	{                                                              \
+		SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, \
+				SR_KEMIP_NONE, SR_KEMIP_NONE                       \
+	}
+
 /* clang-format off */
 static sr_kemi_t sr_kemi_sipcluster_exports[] = {
+	{ str_init("sipcluster"), str_init("route"),
+		SR_KEMIP_INT, ki_sipcluster_route, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("next"),
+		SR_KEMIP_INT, ki_sipcluster_next, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("record_route"),
+		SR_KEMIP_INT, ki_sipcluster_record_route, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("dialog"),
+		SR_KEMIP_INT, ki_sipcluster_dialog, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("x_genesys_route"),
+		SR_KEMIP_INT, ki_sipcluster_x_genesys_route, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("seen_request"),
 		SR_KEMIP_INT, ki_sipcluster_seen_request,
 		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,

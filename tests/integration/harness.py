@@ -313,3 +313,116 @@ def proxy_xml(name, addr, geo, port=5060):
 
 def cluster_xml(name, body):
     return '<?xml version="1.0"?>\n<sip-cluster name="%s">\n%s</sip-cluster>\n' % (name, body)
+
+
+# ---------------------------------------------------------------- a tiny UA
+
+
+class Call:
+    """A UDP user agent placing one call: INVITE through a proxy, then ACK and
+    BYE along the Record-Route set, through any proxy."""
+
+    def __init__(self, src_ip, src_port=0, headers=(), ruri_user="agent"):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((src_ip, src_port))
+        self.ip, self.port = self.sock.getsockname()
+        self.callid = uuid.uuid4().hex + "@" + self.ip
+        self.ftag = uuid.uuid4().hex[:10]
+        self.extra = list(headers)
+        self.user = ruri_user
+        self.routes = []
+        self.contact = None
+        self.totag = None
+        self.invite_reply = None
+
+    def close(self):
+        self.sock.close()
+
+    def _hdr(self, name, msg):
+        m = re.search(r"^%s:\s*(.*)$" % re.escape(name), msg, re.M | re.I)
+        return m.group(1).strip() if m else None
+
+    def _send(self, text, dst):
+        self.sock.sendto(text.encode(), dst)
+
+    def _recv_final(self, timeout, cseq_method):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.sock.settimeout(max(0.05, end - time.monotonic()))
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except socket.timeout:
+                return None
+            msg = data.decode(errors="replace")
+            if not msg.startswith("SIP/2.0"):
+                continue
+            if cseq_method not in (self._hdr("CSeq", msg) or ""):
+                continue
+            if reply_code(msg) >= 200:
+                return msg
+        return None
+
+    def invite(self, proxy, timeout=8.0):
+        ruri = "sip:%s@%s:%d" % (self.user, proxy[0], proxy[1])
+        self.ruri0 = ruri
+        branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+        lines = ["INVITE %s SIP/2.0" % ruri,
+                 "Via: SIP/2.0/UDP %s:%d;branch=%s;rport" % (self.ip, self.port, branch),
+                 "Max-Forwards: 70",
+                 "From: <sip:ep@%s>;tag=%s" % (self.ip, self.ftag),
+                 "To: <%s>" % ruri,
+                 "Call-ID: %s" % self.callid,
+                 "CSeq: 1 INVITE",
+                 "Contact: <sip:ep@%s:%d>" % (self.ip, self.port)] + self.extra + [
+                 "Content-Length: 0", "", ""]
+        self._send("\r\n".join(lines), proxy)
+        r = self._recv_final(timeout, "INVITE")
+        self.invite_reply = r
+        if r and 200 <= reply_code(r) < 300:
+            rr = re.findall(r"^Record-Route:\s*(.*)$", r, re.M | re.I)
+            routes = []
+            for h in rr:
+                routes += [x.strip() for x in h.split(",")]
+            self.routes = routes  # UAC: Record-Route order as received
+            c = self._hdr("Contact", r)
+            self.contact = re.sub(r"^.*<([^>]+)>.*$", r"\1", c) if c else None
+            to = self._hdr("To", r)
+            m = re.search(r"tag=([^;>\s]+)", to or "")
+            self.totag = m.group(1) if m else None
+        return r
+
+    def served_by(self, reply):
+        return self._hdr("X-Served-By", reply or "")
+
+    def in_dialog(self, method, proxy, cseq, timeout=8.0, want_reply=True):
+        branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+        lines = ["%s %s SIP/2.0" % (method, self.contact),
+                 "Via: SIP/2.0/UDP %s:%d;branch=%s;rport" % (self.ip, self.port, branch),
+                 "Max-Forwards: 70"]
+        lines += ["Route: %s" % r for r in self.routes]
+        lines += ["From: <sip:ep@%s>;tag=%s" % (self.ip, self.ftag),
+                  "To: <%s>;tag=%s" % (self.ruri0, self.totag),
+                  "Call-ID: %s" % self.callid,
+                  "CSeq: %d %s" % (cseq, method),
+                  "Contact: <sip:ep@%s:%d>" % (self.ip, self.port),
+                  "Content-Length: 0", "", ""]
+        self._send("\r\n".join(lines), proxy)
+        if not want_reply:
+            return None
+        return self._recv_final(timeout, method)
+
+    def ack(self, proxy):
+        self.in_dialog("ACK", proxy, 1, want_reply=False)
+
+    def bye(self, proxy, timeout=8.0):
+        return self.in_dialog("BYE", proxy, 2, timeout)
+
+
+def sipp(args, timeout=120):
+    """Run SIPp (foreground, no stdin); returns (exit code, stdout+stderr)."""
+    cmd = ["sipp", "-nostdin"] + [str(a) for a in args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr
+
+
+SIPP_UAC = os.path.join(TOP, "tests", "sipp", "uac_rr.xml")
