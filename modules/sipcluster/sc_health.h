@@ -66,6 +66,7 @@ typedef struct sc_pair_health
 	long long since;  /* wall-clock ms of the last state change */
 	unsigned long switchovers;
 	unsigned long calls; /* new calls/transactions routed to this pair */
+	unsigned long registers; /* REGISTERs relayed to this pair */
 	long long swrr;	  /* smooth weighted round-robin current weight */
 } sc_pair_health_t;
 

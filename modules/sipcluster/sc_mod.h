@@ -97,6 +97,17 @@ int ki_sipcluster_x_genesys_route(sip_msg_t *msg);
 int sc_src_is_server(sip_msg_t *msg);
 extern char sc_route_reason[128];
 
+/* registrar (sc_reg.c) */
+int sc_reg_init(void);
+int sc_reg_child_init(int rank);
+int ki_sipcluster_register(sip_msg_t *msg);
+extern int sc_max_contacts;
+extern str sc_usrloc_domain;
+extern stat_var *sc_st_reg_relayed;
+extern stat_var *sc_st_reg_stored;
+extern stat_var *sc_st_reg_removed;
+extern stat_var *sc_st_reg_refused;
+
 /* RPC (sc_rpc.c) */
 int sc_rpc_init(void);
 

@@ -35,6 +35,7 @@
 #include "../../core/parser/hf.h"
 #include "../../core/parser/parse_to.h"
 #include "../../core/trim.h"
+#include "../../core/strutils.h"
 #include "../../modules/rr/api.h"
 
 #include "sc_mod.h"
@@ -139,6 +140,17 @@ static void sc_remember(const str *pair, const str *server)
 	if(xavp_set_child_sval(&sc_xavp_root, &sc_xavp_tried, &nv) < 0
 			|| xavp_set_child_sval(&sc_xavp_root, &sc_xavp_cur, &cur) < 0)
 		LM_ERR("cannot store the routing state in $xavp(sipcluster)\n");
+}
+
+void sc_route_remember(const char *pair, const char *server)
+{
+	str p, sv;
+
+	p.s = (char *)pair;
+	p.len = strlen(pair);
+	sv.s = (char *)server;
+	sv.len = strlen(server);
+	sc_remember(&p, &sv);
 }
 
 /* ---- choosing ---- */
@@ -433,41 +445,70 @@ static int sc_pop_route(sip_msg_t *msg, struct hdr_field *h, rr_t *r)
 	return 0;
 }
 
-/* -1: no Route of ours (let loose_route() decide); -3: endpoint request
- * towards something that is not a cluster SIP Server (refuse); 1: routed */
+static int sc_src_proxy_index(sip_msg_t *msg)
+{
+	sc_ip_t ip;
+	sc_proxy_t *p;
+	int port = (msg->rcv.proto == PROTO_UDP || msg->rcv.proto == PROTO_SCTP)
+					   ? msg->rcv.src_port
+					   : 0;
+
+	sc_msg_ip(msg, &ip);
+	lock_get(&sc_shared->lock);
+	p = sc_topo_proxy_by_addr(sc_shared->topo, &ip, port, msg->rcv.proto);
+	port = p ? p->index : -1;
+	lock_release(&sc_shared->lock);
+	return port;
+}
+
+/* Route entries that name this proxy are consumed. Entries that name
+ * another proxy of the cluster are consumed too when the request goes
+ * towards the SIP Servers (any proxy reaches them), but kept as the next hop
+ * when it goes towards an endpoint (that proxy holds the endpoint's flow).
+ * -1: no Route of ours (let loose_route() decide); -3: an endpoint's request
+ * towards something that is not a cluster SIP Server (refused); 1: routed */
 int ki_sipcluster_dialog(sip_msg_t *msg)
 {
 	struct hdr_field *h;
 	rr_t *r;
 	struct sip_uri pu;
 	sc_ip_t ip;
-	str pin = STR_NULL, next = STR_NULL;
-	char pinbuf[64], uri[96], nexthop[512];
-	int port, popped = 0, from_server, is_proxy, retarget = 0;
+	str pin = STR_NULL, next = STR_NULL, rv = STR_NULL;
+	char pinbuf[64], uri[96], nexthop[512], rcvbuf[256];
+	int port, popped = 0, from_server, from_proxy, trusted, pidx, self;
+	int retarget = 0;
 	sc_server_t *s;
 	sc_pair_t *p = NULL;
+	sc_proxy_t *px;
 
 	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
 		return -1;
+	if(msg->route == NULL)
+		return -1;
+	from_server = sc_src_is_server(msg);
+	from_proxy = (sc_src_proxy_index(msg) >= 0);
+	trusted = from_server || from_proxy;
 	pinbuf[0] = '\0';
 	nexthop[0] = '\0';
-	/* consume the leading Route entries that name a cluster proxy */
+	rcvbuf[0] = '\0';
 	for(h = msg->route; h; h = next_sibling_hdr(h)) {
 		if(h->parsed == NULL && parse_rr(h) < 0)
 			return -1;
 		for(r = (rr_t *)h->parsed; r; r = r->next) {
 			if(parse_uri(r->nameaddr.uri.s, r->nameaddr.uri.len, &pu) < 0)
 				return -1;
-			is_proxy = 0;
+			pidx = -1;
 			if(sc_ip_parse(pu.host.s, pu.host.len, &ip) == 0) {
 				port = pu.port_no ? pu.port_no : SC_DEFAULT_PORT;
 				lock_get(&sc_shared->lock);
-				is_proxy = sc_topo_proxy_by_addr(
-								   sc_shared->topo, &ip, port, 0)
-						   != NULL;
+				px = sc_topo_proxy_by_addr(sc_shared->topo, &ip, port, 0);
+				pidx = px ? px->index : -1;
+				self = sc_shared->self;
 				lock_release(&sc_shared->lock);
+			} else {
+				self = -2;
 			}
-			if(!is_proxy) {
+			if(pidx < 0 || (pidx != self && trusted)) {
 				/* the next hop after our entries */
 				snprintf(nexthop, sizeof(nexthop), "%.*s",
 						r->nameaddr.uri.len, r->nameaddr.uri.s);
@@ -476,6 +517,19 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 			if(sc_uri_param(&pu.params, SC_RR_PARAM, &pin) == 0
 					&& sc_rr_param_valid(&pin))
 				snprintf(pinbuf, sizeof(pinbuf), "%.*s", pin.len, pin.s);
+			/* a Path entry of ours carries the endpoint's flow */
+			if(pidx == self && trusted
+					&& sc_uri_param(&pu.params, "received", &rv) == 0
+					&& rv.len > 0 && rv.len < (int)sizeof(rcvbuf)) {
+				str out;
+				out.s = rcvbuf;
+				out.len = sizeof(rcvbuf) - 1;
+				if(unescape_param(&rv, &out) == 0) {
+					rcvbuf[out.len] = '\0';
+				} else {
+					rcvbuf[0] = '\0';
+				}
+			}
 			if(sc_pop_route(msg, h, r) < 0)
 				return -1;
 			popped++;
@@ -492,17 +546,18 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 done_routes:
 	if(!popped)
 		return -1;
-	if(nexthop[0]) {
-		/* loose routing on to the next Route entry */
-		next.s = nexthop;
-		next.len = strlen(nexthop);
+	if(nexthop[0] || rcvbuf[0]) {
+		/* loose routing on to the next Route entry, or to the flow */
+		next.s = nexthop[0] ? nexthop : rcvbuf;
+		next.len = strlen(next.s);
 		if(set_dst_uri(msg, &next) < 0)
 			return -1;
 		ruri_mark_new();
 		return 1;
 	}
+	if(trusted)
+		return 1; /* towards the endpoint: R-URI as it is */
 
-	from_server = sc_src_is_server(msg);
 	if(parse_sip_msg_uri(msg) < 0)
 		return -1;
 	lock_get(&sc_shared->lock);
@@ -514,10 +569,8 @@ done_routes:
 	}
 	if(p == NULL && s != NULL)
 		p = s->pair;
-	if(from_server || p == NULL) {
+	if(p == NULL) {
 		lock_release(&sc_shared->lock);
-		if(from_server)
-			return 1; /* towards the endpoint: R-URI as it is */
 		LM_NOTICE("in-dialog %.*s from %s:%d is for neither a cluster SIP "
 				  "Server nor a pinned pair: refused\n",
 				msg->first_line.u.request.method.len,
@@ -527,6 +580,9 @@ done_routes:
 	}
 	{
 		int a = sc_pair_active_index(p);
+		char pb[64], sb[64];
+		str pn, sn;
+
 		snprintf(uri, sizeof(uri), "%.*s", p->srv[a]->uri.len,
 				p->srv[a]->uri.s);
 		if(s == NULL || s != p->srv[a])
@@ -537,17 +593,16 @@ done_routes:
 					msg->first_line.u.request.method.len,
 					msg->first_line.u.request.method.s, p->srv[a]->name.len,
 					p->srv[a]->name.s, p->name.len, p->name.s);
+		snprintf(pb, sizeof(pb), "%.*s", p->name.len, p->name.s);
+		snprintf(sb, sizeof(sb), "%.*s", p->srv[a]->name.len,
+				p->srv[a]->name.s);
+		lock_release(&sc_shared->lock);
 		/* the partner is the failover of this transaction */
-		{
-			str pn = p->name, sn = p->srv[a]->name;
-			char pb[64], sb[64];
-			snprintf(pb, sizeof(pb), "%.*s", pn.len, pn.s);
-			snprintf(sb, sizeof(sb), "%.*s", sn.len, sn.s);
-			lock_release(&sc_shared->lock);
-			pn.s = pb;
-			sn.s = sb;
-			sc_remember(&pn, &sn);
-		}
+		pn.s = pb;
+		pn.len = strlen(pb);
+		sn.s = sb;
+		sn.len = strlen(sb);
+		sc_remember(&pn, &sn);
 	}
 	if(retarget)
 		update_stat(sc_st_retargeted, 1);

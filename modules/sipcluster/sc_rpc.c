@@ -53,9 +53,10 @@ static void sc_rpc_pair(rpc_t *rpc, void *ah, const sc_pair_t *p, long long now)
 			sc_pair_state_name(p->h.state), "active",
 			a >= 0 ? &p->srv[a]->name : &p->name, "mode",
 			sc_mode_name(p->h.mode), "admin", sc_admin_name(p->h.admin));
-	rpc->struct_add(ph, "dduuL", "oos_check", c.check / 1000, "oos_force",
+	rpc->struct_add(ph, "dduuuL", "oos_check", c.check / 1000, "oos_force",
 			c.force / 1000, "switchovers", (unsigned)p->h.switchovers,
-			"calls", (unsigned)p->h.calls, "since_ms", (long long)p->h.since);
+			"calls", (unsigned)p->h.calls, "registers",
+			(unsigned)p->h.registers, "since_ms", (long long)p->h.since);
 	if(rpc->struct_add(ph, "[", "SERVERS", &sh) < 0)
 		return;
 	for(i = 0; i < p->nservers; i++)

@@ -864,8 +864,10 @@ void sc_topo_carry_state(
 			/* new or changed pair: fresh state, but keep its counters */
 			long long swrr = 0;
 			unsigned long calls = o ? o->h.calls : 0;
+			unsigned long regs = o ? o->h.registers : 0;
 			memset(&p->h, 0, sizeof(p->h));
 			p->h.calls = calls;
+			p->h.registers = regs;
 			p->h.swrr = swrr;
 			p->h.ping_srv = -1;
 			p->h.next_ping = 0; /* ping at once */

@@ -78,6 +78,7 @@ static int w_sipcluster_next(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_record_route(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_dialog(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_x_genesys_route(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_register(sip_msg_t *msg, char *p1, char *p2);
 static int pv_parse_sipcluster_name(pv_spec_p sp, str *in);
 static int pv_get_sipcluster(
 		sip_msg_t *msg, pv_param_t *param, pv_value_t *res);
@@ -101,6 +102,8 @@ static cmd_export_t cmds[] = {
 		0, 0, 0, REQUEST_ROUTE},
 	{"sipcluster_x_genesys_route", (cmd_function)w_sipcluster_x_genesys_route,
 		0, 0, 0, REQUEST_ROUTE},
+	{"sipcluster_register", (cmd_function)w_sipcluster_register,
+		0, 0, 0, REQUEST_ROUTE},
 	{0, 0, 0, 0, 0, 0}
 };
 
@@ -116,6 +119,8 @@ static param_export_t params[] = {
 	{"ping_tick", PARAM_INT, &sc_ping_tick},
 	{"event_route", PARAM_STR, &sc_event_route_name},
 	{"cross_dc_failover", PARAM_INT, &sc_cross_dc_failover},
+	{"max_contacts", PARAM_INT, &sc_max_contacts},
+	{"usrloc_domain", PARAM_STR, &sc_usrloc_domain},
 	{0, 0, 0}
 };
 
@@ -137,6 +142,10 @@ static stat_export_t mod_stats[] = {
 	{"dialog_retargeted", 0, &sc_st_retargeted},
 	{"xgr_used", 0, &sc_st_xgr_used},
 	{"xgr_dropped", 0, &sc_st_xgr_dropped},
+	{"registers_relayed", 0, &sc_st_reg_relayed},
+	{"bindings_stored", 0, &sc_st_reg_stored},
+	{"bindings_removed", 0, &sc_st_reg_removed},
+	{"registers_refused", 0, &sc_st_reg_refused},
 	{"pairs_out_of_service", STAT_IS_FUNC, (stat_var **)sc_stat_pairs_oos},
 	{0, 0, 0}
 };
@@ -410,6 +419,8 @@ static int mod_init(void)
 		return -1;
 	if(sc_route_init() < 0)
 		return -1;
+	if(sc_reg_init() < 0)
+		return -1;
 	sc_event_rt = route_lookup(&event_rt, sc_event_route_name.s);
 	if(sc_event_rt >= 0 && event_rt.rlist[sc_event_rt] == NULL)
 		sc_event_rt = -1;
@@ -432,6 +443,8 @@ static int mod_init(void)
 
 static int child_init(int rank)
 {
+	if(sc_reg_child_init(rank) < 0)
+		return -1;
 	if(rank != PROC_MAIN)
 		return 0;
 	if(fork_basic_utimer(PROC_TIMER, "sipcluster OPTIONS pinger", 1,
@@ -757,6 +770,11 @@ static int w_sipcluster_x_genesys_route(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_x_genesys_route(msg);
 }
 
+static int w_sipcluster_register(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_register(msg);
+}
+
 #define SC_KEMI_NOPARAMS                                           \
 	{                                                              \
 		SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, \
@@ -775,6 +793,8 @@ static sr_kemi_t sr_kemi_sipcluster_exports[] = {
 		SR_KEMIP_INT, ki_sipcluster_dialog, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("x_genesys_route"),
 		SR_KEMIP_INT, ki_sipcluster_x_genesys_route, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("register"),
+		SR_KEMIP_INT, ki_sipcluster_register, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("seen_request"),
 		SR_KEMIP_INT, ki_sipcluster_seen_request,
 		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,

@@ -426,3 +426,189 @@ def sipp(args, timeout=120):
 
 
 SIPP_UAC = os.path.join(TOP, "tests", "sipp", "uac_rr.xml")
+
+
+# ---------------------------------------------------------------- endpoint
+
+
+import hashlib
+
+
+def _md5(s):
+    return hashlib.md5(s.encode()).hexdigest()
+
+
+class Endpoint:
+    """A UA that registers (digest auth) over UDP or TCP and then answers
+    requests delivered to it on the same socket/connection."""
+
+    def __init__(self, src_ip, proxy, user, password="secret", transport="udp",
+                 domain="sipcluster.test", extra_headers=()):
+        self.proxy = proxy
+        self.user = user
+        self.password = password
+        self.transport = transport
+        self.domain = domain
+        self.extra = list(extra_headers)
+        self.callid = uuid.uuid4().hex + "@" + src_ip
+        self.cseq = 0
+        self.tag = uuid.uuid4().hex[:8]
+        if transport == "udp":
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock.bind((src_ip, 0))
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.bind((src_ip, 0))
+            self.sock.connect(proxy)
+        self.ip, self.port = self.sock.getsockname()
+        self.buf = b""
+        self.contact = "sip:%s@%s:%d%s" % (user, self.ip, self.port,
+                                            "" if transport == "udp" else ";transport=tcp")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, text):
+        if self.transport == "udp":
+            self.sock.sendto(text.encode(), self.proxy)
+        else:
+            self.sock.sendall(text.encode())
+
+    def recv(self, timeout):
+        """next SIP message and its source, or (None, None)"""
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return None, None
+            self.sock.settimeout(left)
+            try:
+                if self.transport == "udp":
+                    data, src = self.sock.recvfrom(65535)
+                    return data.decode(errors="replace"), src
+                m = self._tcp_msg()
+                if m:
+                    return m, self.sock.getpeername()
+                chunk = self.sock.recv(65535)
+                if not chunk:
+                    return None, None
+                self.buf += chunk
+            except (socket.timeout, OSError):
+                return None, None
+
+    def _tcp_msg(self):
+        i = self.buf.find(b"\r\n\r\n")
+        if i < 0:
+            return None
+        head = self.buf[:i].decode(errors="replace")
+        m = re.search(r"(?im)^(?:Content-Length|l):\s*(\d+)", head)
+        clen = int(m.group(1)) if m else 0
+        if len(self.buf) < i + 4 + clen:
+            return None
+        msg = self.buf[:i + 4 + clen].decode(errors="replace")
+        self.buf = self.buf[i + 4 + clen:]
+        return msg
+
+    def _register_once(self, expires, auth=None, contact=None, expires_hdr=True):
+        self.cseq += 1
+        ruri = "sip:%s" % self.domain
+        proto = "UDP" if self.transport == "udp" else "TCP"
+        lines = ["REGISTER %s SIP/2.0" % ruri,
+                 "Via: SIP/2.0/%s %s:%d;branch=z9hG4bK%s;rport" % (
+                     proto, self.ip, self.port, uuid.uuid4().hex[:16]),
+                 "Max-Forwards: 70",
+                 "From: <sip:%s@%s>;tag=%s" % (self.user, self.domain, self.tag),
+                 "To: <sip:%s@%s>" % (self.user, self.domain),
+                 "Call-ID: %s" % self.callid,
+                 "CSeq: %d REGISTER" % self.cseq,
+                 "User-Agent: sipcluster-test-ua/1.0"]
+        if contact == "*":
+            lines.append("Contact: *")
+        else:
+            lines.append("Contact: <%s>" % (contact or self.contact))
+        if expires_hdr:
+            lines.append("Expires: %d" % expires)
+        if auth:
+            lines.append(auth)
+        lines += self.extra + ["Content-Length: 0", "", ""]
+        self.send("\r\n".join(lines))
+        while True:
+            msg, _ = self.recv(6)
+            if msg is None:
+                return None
+            if msg.startswith("SIP/2.0") and "REGISTER" in (
+                    re.search(r"(?im)^CSeq:.*$", msg).group(0)) and reply_code(msg) >= 200:
+                return msg
+
+    def register(self, expires=3600, contact=None, password=None):
+        r = self._register_once(expires, contact=contact)
+        if reply_code(r) == 401:
+            ch = re.search(r"(?im)^WWW-Authenticate:\s*Digest\s+(.*)$", r).group(1)
+            realm = re.search(r'realm="([^"]*)"', ch).group(1)
+            nonce = re.search(r'nonce="([^"]*)"', ch).group(1)
+            qop = re.search(r'qop="?([a-z,-]+)', ch)
+            uri = "sip:%s" % self.domain
+            ha1 = _md5("%s:%s:%s" % (self.user, realm, password or self.password))
+            ha2 = _md5("REGISTER:%s" % uri)
+            if qop:
+                cnonce, nc = uuid.uuid4().hex[:8], "00000001"
+                resp = _md5("%s:%s:%s:%s:auth:%s" % (ha1, nonce, nc, cnonce, ha2))
+                auth = ('Authorization: Digest username="%s", realm="%s", nonce="%s", '
+                        'uri="%s", response="%s", algorithm=MD5, qop=auth, nc=%s, '
+                        'cnonce="%s"' % (self.user, realm, nonce, uri, resp, nc, cnonce))
+            else:
+                resp = _md5("%s:%s:%s" % (ha1, nonce, ha2))
+                auth = ('Authorization: Digest username="%s", realm="%s", nonce="%s", '
+                        'uri="%s", response="%s", algorithm=MD5'
+                        % (self.user, realm, nonce, uri, resp))
+            self.challenged = True
+            r = self._register_once(expires, auth=auth, contact=contact)
+        return r
+
+    def answer(self, req, code=200, reason="OK"):
+        """reply to a request we received"""
+        hdrs = []
+        for name in ("Via", "From", "To", "Call-ID", "CSeq", "Record-Route"):
+            for m in re.finditer(r"(?im)^%s:\s*(.*)$" % name, req):
+                v = m.group(1).strip()
+                if name == "To" and "tag=" not in v:
+                    v += ";tag=" + uuid.uuid4().hex[:8]
+                hdrs.append("%s: %s" % (name, v))
+        text = "SIP/2.0 %d %s\r\n%s\r\nContact: <%s>\r\nContent-Length: 0\r\n\r\n" % (
+            code, reason, "\r\n".join(hdrs), self.contact)
+        if self.transport == "udp":
+            via = re.search(r"(?im)^Via:\s*SIP/2.0/UDP\s+([^;:\s]+):(\d+)([^\r\n]*)", req)
+            host, port = via.group(1), int(via.group(2))
+            rp = re.search(r"rport=(\d+)", via.group(3))
+            rc = re.search(r"received=([\d.]+)", via.group(3))
+            self.sock.sendto(text.encode(), (rc.group(1) if rc else host,
+                                             int(rp.group(1)) if rp else port))
+        else:
+            self.sock.sendall(text.encode())
+
+
+def ul_dump(rundir):
+    """{aor: [contact dicts]} from kamcmd ul.dump"""
+    out = kamcmd(rundir, "ul.dump", timeout=30).stdout
+    res = {}
+    aor = None
+    cur = None
+    for line in out.splitlines():
+        line = line.strip()
+        m = re.match(r"^AoR:\s*(\S+)", line)
+        if m:
+            aor = m.group(1)
+            res.setdefault(aor, [])
+            continue
+        m = re.match(r"^Address:\s*(\S+)", line)
+        if m and aor:
+            cur = {"Address": m.group(1)}
+            res[aor].append(cur)
+            continue
+        m = re.match(r"^([A-Za-z-]+):\s*(.*)$", line)
+        if m and cur is not None and m.group(1) not in ("AoR", "Contacts", "Contact", "Info"):
+            cur.setdefault(m.group(1), m.group(2))
+    return res
