@@ -109,8 +109,8 @@ static int sc_next_probe(const sc_pair_t *p, int i)
 	return i;
 }
 
-static void sc_miss(sc_pair_t *p, int srv, int code, long long wall,
-		int *events)
+static void sc_miss(
+		sc_pair_t *p, int srv, int code, long long wall, int *events)
 {
 	sc_pair_health_t *h = &p->h;
 	sc_server_t *s = p->srv[srv];
@@ -233,8 +233,7 @@ int sc_health_seen_request(
 	return 1;
 }
 
-void sc_health_suspect(sc_pair_t *p, const sc_hcfg_t *c, int srv,
-		long long now)
+void sc_health_suspect(sc_pair_t *p, const sc_hcfg_t *c, int srv, long long now)
 {
 	sc_pair_health_t *h = &p->h;
 
@@ -268,8 +267,8 @@ int sc_health_set_pair_admin(
 	return 0;
 }
 
-int sc_health_set_server_admin(sc_pair_t *p, int srv, int admin,
-		long long now, long long wall, int *events)
+int sc_health_set_server_admin(sc_pair_t *p, int srv, int admin, long long now,
+		long long wall, int *events)
 {
 	sc_pair_health_t *h = &p->h;
 	int was = sc_pair_usable(p);

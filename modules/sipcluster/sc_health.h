@@ -34,40 +34,40 @@ typedef enum sc_mode
 } sc_mode_t;
 
 /* pseudo reply codes for outcomes that carry no SIP reply */
-#define SC_CODE_TIMEOUT 408	  /* not answered within the module's timeout */
+#define SC_CODE_TIMEOUT 408	   /* not answered within the module's timeout */
 #define SC_CODE_SEND_ERROR 477 /* t_request() failed (transport error) */
 
 typedef struct sc_srv_health
 {
-	unsigned int uid; /* stable id across reloads (ping callback key) */
-	int admin;		  /* sc_admin_t */
-	int last_code;	  /* last reply code (or pseudo code), 0 = none yet */
+	unsigned int uid;	   /* stable id across reloads (ping callback key) */
+	int admin;			   /* sc_admin_t */
+	int last_code;		   /* last reply code (or pseudo code), 0 = none yet */
 	long long last_answer; /* wall-clock ms of the last alive answer, 0 never */
-	int fails;		  /* consecutive failed pings */
-	int rtt;		  /* ms, round-trip of the last answered ping, -1 unknown */
-	unsigned long pings; /* pings sent to this server */
+	int fails;			   /* consecutive failed pings */
+	int rtt; /* ms, round-trip of the last answered ping, -1 unknown */
+	unsigned long pings;	/* pings sent to this server */
 	unsigned long requests; /* SIP requests seen from this server */
 } sc_srv_health_t;
 
 typedef struct sc_pair_health
 {
-	int active;		  /* index of the active member */
-	int state;		  /* sc_pair_state_t */
-	int mode;		  /* sc_mode_t */
-	int admin;		  /* sc_admin_t: ACTIVE = in service whatever pings say,
+	int active;			 /* index of the active member */
+	int state;			 /* sc_pair_state_t */
+	int mode;			 /* sc_mode_t */
+	int admin;			 /* sc_admin_t: ACTIVE = in service whatever pings say,
 					   * OOS = drained */
 	long long next_ping; /* monotonic ms at which the next ping is due */
-	int ping_srv;	  /* member index of the outstanding ping, -1 none */
-	unsigned int ping_seq; /* sequence of the outstanding ping */
-	long long ping_sent;   /* monotonic ms */
+	int ping_srv;		 /* member index of the outstanding ping, -1 none */
+	unsigned int ping_seq;	 /* sequence of the outstanding ping */
+	long long ping_sent;	 /* monotonic ms */
 	long long ping_deadline; /* monotonic ms */
-	int probe_next;	  /* FORCE mode: member to probe next */
-	unsigned int missed; /* bit per member: missed in this FORCE episode */
-	long long since;  /* wall-clock ms of the last state change */
+	int probe_next;			 /* FORCE mode: member to probe next */
+	unsigned int missed;	 /* bit per member: missed in this FORCE episode */
+	long long since;		 /* wall-clock ms of the last state change */
 	unsigned long switchovers;
-	unsigned long calls; /* new calls/transactions routed to this pair */
+	unsigned long calls;	 /* new calls/transactions routed to this pair */
 	unsigned long registers; /* REGISTERs relayed to this pair */
-	long long swrr;	  /* smooth weighted round-robin current weight */
+	long long swrr;			 /* smooth weighted round-robin current weight */
 } sc_pair_health_t;
 
 struct sc_pair;
@@ -113,8 +113,8 @@ int sc_health_seen_request(
 
 /* A request routed to member srv failed (timeout, 503): probe it at once,
  * with the oos_force timeout. */
-void sc_health_suspect(struct sc_pair *p, const sc_hcfg_t *c, int srv,
-		long long now);
+void sc_health_suspect(
+		struct sc_pair *p, const sc_hcfg_t *c, int srv, long long now);
 
 /* Operator overrides; on == SC_ADMIN_AUTO returns to probing. */
 int sc_health_set_pair_admin(struct sc_pair *p, int admin, long long now,

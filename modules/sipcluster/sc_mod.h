@@ -21,13 +21,13 @@
 typedef struct sc_shared
 {
 	gen_lock_t lock;
-	sc_topo_t *topo;		/* current topology (with run-time state) */
-	unsigned int next_uid;	/* next server uid */
-	unsigned int reloads;	/* successful reloads */
+	sc_topo_t *topo;	   /* current topology (with run-time state) */
+	unsigned int next_uid; /* next server uid */
+	unsigned int reloads;  /* successful reloads */
 	unsigned int reload_failures;
-	long long loaded_at;	/* wall-clock ms of the last (re)load */
-	int self;				/* index of this proxy in topo->proxies */
-	unsigned int gen;		/* bumped when a pair's usability changes or on
+	long long loaded_at;	 /* wall-clock ms of the last (re)load */
+	int self;				 /* index of this proxy in topo->proxies */
+	unsigned int gen;		 /* bumped when a pair's usability changes or on
 							 * reload: the schedules are rebuilt lazily */
 	sc_sched_t sched_local;	 /* SWRR cycle over local pairs */
 	sc_sched_t sched_remote; /* ... over the other data centers' pairs */

@@ -58,8 +58,8 @@ static void *sc_key(unsigned int uid, unsigned int seq)
 }
 
 /* apply a ping outcome; called without the lock */
-static void sc_ping_outcome(unsigned int uid, unsigned int seq, int code,
-		int faked)
+static void sc_ping_outcome(
+		unsigned int uid, unsigned int seq, int code, int faked)
 {
 	sc_server_t *s;
 	sc_pair_t *p;
@@ -84,8 +84,8 @@ static void sc_ping_outcome(unsigned int uid, unsigned int seq, int code,
 		p = s->pair;
 		sc_pair_hcfg(p, &c);
 		prev = sc_pair_active_index(p);
-		taken = sc_health_result(p, &c, s->index, seq, code, alive,
-				sc_now_ms(), sc_wall_ms(), &events);
+		taken = sc_health_result(p, &c, s->index, seq, code, alive, sc_now_ms(),
+				sc_wall_ms(), &events);
 		if(events)
 			sc_transition_fill(&tr, p, events, prev, reason);
 	}
@@ -162,13 +162,13 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 		if(sc_health_tick(p, &c, now, wall, &ping, &events)) {
 			sc_server_t *s = p->srv[ping.srv];
 			sc_ping_out_t *o = &sc_out[nout++];
-			o->urilen = snprintf(o->uri, sizeof(o->uri), "%.*s", s->uri.len,
-					s->uri.s);
+			o->urilen = snprintf(
+					o->uri, sizeof(o->uri), "%.*s", s->uri.len, s->uri.s);
 			o->socklen = 0;
 			if(self->transport == s->transport)
-				o->socklen = snprintf(o->sock, sizeof(o->sock),
-						"%s:%.*s:%d", sc_transport_name(self->transport),
-						self->address.len, self->address.s, self->port);
+				o->socklen = snprintf(o->sock, sizeof(o->sock), "%s:%.*s:%d",
+						sc_transport_name(self->transport), self->address.len,
+						self->address.s, self->port);
 			o->uid = s->h.uid;
 			o->seq = ping.seq;
 		}

@@ -144,8 +144,8 @@ static int sc_reg_aor(sip_msg_t *msg, str *aor, char *buf, int len)
 	if(parse_uri(to->uri.s, to->uri.len, &pu) < 0 || pu.user.len <= 0)
 		return -1;
 	if(sc_ul.use_domain)
-		n = snprintf(buf, len, "%.*s@%.*s", pu.user.len, pu.user.s,
-				pu.host.len, pu.host.s);
+		n = snprintf(buf, len, "%.*s@%.*s", pu.user.len, pu.user.s, pu.host.len,
+				pu.host.s);
 	else
 		n = snprintf(buf, len, "%.*s", pu.user.len, pu.user.s);
 	if(n <= 0 || n >= len)
@@ -178,8 +178,8 @@ static int sc_rv_ok(int i, void *arg)
 
 /* pair for an AoR: rendezvous over local pairs, else the other data
  * centers'; fills uri/pair/server, lock held */
-static int sc_reg_pick(const str *aor, char *uri, int ulen, char *pair,
-		char *server)
+static int sc_reg_pick(
+		const str *aor, char *uri, int ulen, char *pair, char *server)
 {
 	sc_topo_t *t = sc_shared->topo;
 	sc_proxy_t *self = &t->proxies[sc_shared->self];
@@ -312,8 +312,7 @@ int ki_sipcluster_register(sip_msg_t *msg)
 		plen = snprintf(ourpath, sizeof(ourpath),
 				"<sip:%s%.*s%s:%d;%slr;received=%.*s>",
 				self->ip.af == AF_INET6 ? "[" : "", self->address.len,
-				self->address.s, self->ip.af == AF_INET6 ? "]" : "",
-				self->port,
+				self->address.s, self->ip.af == AF_INET6 ? "]" : "", self->port,
 				self->transport == SC_TP_TCP	? "transport=tcp;"
 				: self->transport == SC_TP_TLS	? "transport=tls;"
 				: self->transport == SC_TP_SCTP ? "transport=sctp;"
@@ -347,12 +346,12 @@ int ki_sipcluster_register(sip_msg_t *msg)
 		return -1;
 	}
 	p = x->data;
-#define SC_CP(dst, src)              \
-	do {                             \
+#define SC_CP(dst, src)                \
+	do {                               \
 		memcpy(p, (src).s, (src).len); \
-		(dst).s = p;                 \
-		(dst).len = (src).len;       \
-		p += (src).len;              \
+		(dst).s = p;                   \
+		(dst).len = (src).len;         \
+		p += (src).len;                \
 	} while(0)
 	SC_CP(x->aor, aor);
 	SC_CP(x->callid, msg->callid->body);
@@ -409,8 +408,8 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	}
 #undef SC_CP
 	x->sock = msg->rcv.bind_address;
-	x->tcpconn_id = (msg->rcv.proto == PROTO_UDP) ? -1
-												   : msg->rcv.proto_reserved1;
+	x->tcpconn_id =
+			(msg->rcv.proto == PROTO_UDP) ? -1 : msg->rcv.proto_reserved1;
 	snprintf(x->pair, sizeof(x->pair), "%s", pair);
 	/* contacts must be SIP URIs */
 	for(i = 0; i < x->ncontacts; i++) {
@@ -428,8 +427,8 @@ int ki_sipcluster_register(sip_msg_t *msg)
 		shm_free(x);
 		return -3;
 	}
-	if(sc_reg_tmb.register_tmcb(msg, 0, TMCB_RESPONSE_IN, sc_reg_cb, x,
-			   sc_reg_free)
+	if(sc_reg_tmb.register_tmcb(
+			   msg, 0, TMCB_RESPONSE_IN, sc_reg_cb, x, sc_reg_free)
 			<= 0) {
 		LM_ERR("cannot register the REGISTER reply callback\n");
 		shm_free(x);
@@ -530,8 +529,8 @@ static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
 				r, &x->c[i].uri, &x->callid, &x->path, x->cseq, &c);
 		if(res == -1 || res == -2) {
 			/* an older or the same CSeq: a retransmitted 200 */
-			LM_DBG("binding %.*s of %.*s already up to date\n",
-					x->c[i].uri.len, x->c[i].uri.s, x->aor.len, x->aor.s);
+			LM_DBG("binding %.*s of %.*s already up to date\n", x->c[i].uri.len,
+					x->c[i].uri.s, x->aor.len, x->aor.s);
 			continue;
 		}
 		if(granted == 0) {
@@ -583,15 +582,14 @@ static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
 			}
 		} else {
 			if(sc_ul.update_ucontact(r, c, &ci) < 0) {
-				LM_ERR("cannot update binding %.*s of %.*s\n",
-						x->c[i].uri.len, x->c[i].uri.s, x->aor.len, x->aor.s);
+				LM_ERR("cannot update binding %.*s of %.*s\n", x->c[i].uri.len,
+						x->c[i].uri.s, x->aor.len, x->aor.s);
 				continue;
 			}
 		}
 		stored++;
-		LM_DBG("binding %.*s of %.*s stored for %d s via %s\n",
-				x->c[i].uri.len, x->c[i].uri.s, x->aor.len, x->aor.s, granted,
-				x->pair);
+		LM_DBG("binding %.*s of %.*s stored for %d s via %s\n", x->c[i].uri.len,
+				x->c[i].uri.s, x->aor.len, x->aor.s, granted, x->pair);
 	}
 done:
 	if(r)

@@ -242,8 +242,8 @@ static int sc_pick_pair(sc_dest_t *d, const str *tried)
 	}
 	if(idx < 0) {
 		snprintf(sc_route_reason, sizeof(sc_route_reason),
-				"no SIP Server in service in %.*s%s",
-				sc_geo_location.len, sc_geo_location.s,
+				"no SIP Server in service in %.*s%s", sc_geo_location.len,
+				sc_geo_location.s,
 				sc_cross_dc_failover ? " nor in any other data center"
 									 : " (cross-data-center failover off)");
 		return -1;
@@ -510,8 +510,8 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 			}
 			if(pidx < 0 || (pidx != self && trusted)) {
 				/* the next hop after our entries */
-				snprintf(nexthop, sizeof(nexthop), "%.*s",
-						r->nameaddr.uri.len, r->nameaddr.uri.s);
+				snprintf(nexthop, sizeof(nexthop), "%.*s", r->nameaddr.uri.len,
+						r->nameaddr.uri.s);
 				goto done_routes;
 			}
 			if(sc_uri_param(&pu.params, SC_RR_PARAM, &pin) == 0
@@ -537,8 +537,8 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 				/* several URIs in one header: only the first can be
 				 * removed cleanly with one lump; stop here */
 				rr_t *n = r->next;
-				snprintf(nexthop, sizeof(nexthop), "%.*s",
-						n->nameaddr.uri.len, n->nameaddr.uri.s);
+				snprintf(nexthop, sizeof(nexthop), "%.*s", n->nameaddr.uri.len,
+						n->nameaddr.uri.s);
 				goto done_routes;
 			}
 		}
@@ -574,8 +574,8 @@ done_routes:
 		LM_NOTICE("in-dialog %.*s from %s:%d is for neither a cluster SIP "
 				  "Server nor a pinned pair: refused\n",
 				msg->first_line.u.request.method.len,
-				msg->first_line.u.request.method.s,
-				ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port);
+				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
+				msg->rcv.src_port);
 		return -3;
 	}
 	{
@@ -583,8 +583,8 @@ done_routes:
 		char pb[64], sb[64];
 		str pn, sn;
 
-		snprintf(uri, sizeof(uri), "%.*s", p->srv[a]->uri.len,
-				p->srv[a]->uri.s);
+		snprintf(
+				uri, sizeof(uri), "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
 		if(s == NULL || s != p->srv[a])
 			retarget = 1;
 		if(retarget)
@@ -594,8 +594,8 @@ done_routes:
 					msg->first_line.u.request.method.s, p->srv[a]->name.len,
 					p->srv[a]->name.s, p->name.len, p->name.s);
 		snprintf(pb, sizeof(pb), "%.*s", p->name.len, p->name.s);
-		snprintf(sb, sizeof(sb), "%.*s", p->srv[a]->name.len,
-				p->srv[a]->name.s);
+		snprintf(
+				sb, sizeof(sb), "%.*s", p->srv[a]->name.len, p->srv[a]->name.s);
 		lock_release(&sc_shared->lock);
 		/* the partner is the failover of this transaction */
 		pn.s = pb;
@@ -646,8 +646,7 @@ int ki_sipcluster_x_genesys_route(sip_msg_t *msg)
 	if(n == 0)
 		return -1;
 	from_server = sc_src_is_server(msg);
-	if(from_server && uri[0]
-			&& parse_uri(uri, strlen(uri), &pu) == 0
+	if(from_server && uri[0] && parse_uri(uri, strlen(uri), &pu) == 0
 			&& (pu.type == SIP_URI_T || pu.type == SIPS_URI_T)) {
 		if(sc_set_du(msg, uri) == 0) {
 			ok = 1;

@@ -16,8 +16,8 @@
 #include "sc_topo.h"
 #include "sc_health.h"
 
-static void sc_rpc_server(rpc_t *rpc, void *ah, const sc_pair_t *p, int i,
-		long long now)
+static void sc_rpc_server(
+		rpc_t *rpc, void *ah, const sc_pair_t *p, int i, long long now)
 {
 	const sc_server_t *s = p->srv[i];
 	void *sh;
@@ -28,10 +28,10 @@ static void sc_rpc_server(rpc_t *rpc, void *ah, const sc_pair_t *p, int i,
 	rpc->struct_add(sh, "SSdssS", "name", &s->name, "address", &s->address,
 			"port", s->port, "transport", sc_transport_name(s->transport),
 			"role", sc_role_name(s->role), "uri", &s->uri);
-	rpc->struct_add(sh, "sdsdddLuu", "active", active ? "yes" : "no",
-			"uid", (int)s->h.uid, "admin", sc_admin_name(s->h.admin),
-			"last_code", s->h.last_code, "fails", s->h.fails, "rtt_ms",
-			s->h.rtt, "last_answer_ms", (long long)s->h.last_answer, "pings",
+	rpc->struct_add(sh, "sdsdddLuu", "active", active ? "yes" : "no", "uid",
+			(int)s->h.uid, "admin", sc_admin_name(s->h.admin), "last_code",
+			s->h.last_code, "fails", s->h.fails, "rtt_ms", s->h.rtt,
+			"last_answer_ms", (long long)s->h.last_answer, "pings",
 			(unsigned)s->h.pings, "requests", (unsigned)s->h.requests);
 	rpc->struct_add(sh, "d", "last_answer_age_ms",
 			s->h.last_answer ? (int)(now - s->h.last_answer) : -1);
@@ -54,9 +54,9 @@ static void sc_rpc_pair(rpc_t *rpc, void *ah, const sc_pair_t *p, long long now)
 			a >= 0 ? &p->srv[a]->name : &p->name, "mode",
 			sc_mode_name(p->h.mode), "admin", sc_admin_name(p->h.admin));
 	rpc->struct_add(ph, "dduuuL", "oos_check", c.check / 1000, "oos_force",
-			c.force / 1000, "switchovers", (unsigned)p->h.switchovers,
-			"calls", (unsigned)p->h.calls, "registers",
-			(unsigned)p->h.registers, "since_ms", (long long)p->h.since);
+			c.force / 1000, "switchovers", (unsigned)p->h.switchovers, "calls",
+			(unsigned)p->h.calls, "registers", (unsigned)p->h.registers,
+			"since_ms", (long long)p->h.since);
 	if(rpc->struct_add(ph, "[", "SERVERS", &sh) < 0)
 		return;
 	for(i = 0; i < p->nservers; i++)
@@ -82,14 +82,13 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 	}
 	lock_get(&sc_shared->lock);
 	t = sc_shared->topo;
-	rpc->struct_add(th, "SSSS", "cluster", &t->name, "file", &t->file,
-			"proxy", &t->proxies[sc_shared->self].name, "geo_location",
+	rpc->struct_add(th, "SSSS", "cluster", &t->name, "file", &t->file, "proxy",
+			&t->proxies[sc_shared->self].name, "geo_location",
 			&t->proxies[sc_shared->self].geo);
-	rpc->struct_add(th, "dddduuL", "proxies", t->nproxies, "pairs",
-			t->npairs, "servers", t->nservers, "geo_locations", t->ngeos,
-			"reloads", sc_shared->reloads, "reload_failures",
-			sc_shared->reload_failures, "loaded_at_ms",
-			(long long)sc_shared->loaded_at);
+	rpc->struct_add(th, "dddduuL", "proxies", t->nproxies, "pairs", t->npairs,
+			"servers", t->nservers, "geo_locations", t->ngeos, "reloads",
+			sc_shared->reloads, "reload_failures", sc_shared->reload_failures,
+			"loaded_at_ms", (long long)sc_shared->loaded_at);
 	if(rpc->struct_add(th, "[", "GEO_LOCATIONS", &gah) < 0)
 		goto done;
 	for(g = 0; g < t->ngeos; g++) {
@@ -169,8 +168,9 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 	else if(st.len == 4 && strncmp(st.s, "auto", 4) == 0)
 		admin = SC_ADMIN_AUTO;
 	else {
-		rpc->fault(ctx, 400, "Unknown state '%.*s': use active, "
-							 "out-of-service or auto",
+		rpc->fault(ctx, 400,
+				"Unknown state '%.*s': use active, "
+				"out-of-service or auto",
 				st.len, st.s);
 		return;
 	}
@@ -184,8 +184,8 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 		if(s != NULL) {
 			p = s->pair;
 			prev = sc_pair_active_index(p);
-			sc_health_set_server_admin(p, s->index, admin, sc_now_ms(),
-					sc_wall_ms(), &events);
+			sc_health_set_server_admin(
+					p, s->index, admin, sc_now_ms(), sc_wall_ms(), &events);
 		} else {
 			ok = 0;
 		}
@@ -198,12 +198,11 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 				name.s);
 		return;
 	}
-	LM_NOTICE("operator set '%.*s' to %.*s\n", name.len, name.s, st.len,
-			st.s);
+	LM_NOTICE("operator set '%.*s' to %.*s\n", name.len, name.s, st.len, st.s);
 	if(events)
 		sc_transition_report(&tr);
-	rpc->rpl_printf(ctx, "Ok. %.*s set to %.*s.", name.len, name.s, st.len,
-			st.s);
+	rpc->rpl_printf(
+			ctx, "Ok. %.*s set to %.*s.", name.len, name.s, st.len, st.s);
 }
 
 /* clang-format off */

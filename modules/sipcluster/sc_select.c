@@ -174,7 +174,8 @@ int sc_rendezvous(const str *key, const str *names, int n,
 	for(i = 0; i < n; i++) {
 		if(ok && !ok(i, arg))
 			continue;
-		h = sc_mix(sc_fnv(hk ^ 0x9e3779b97f4a7c15ULL, names[i].s, names[i].len));
+		h = sc_mix(
+				sc_fnv(hk ^ 0x9e3779b97f4a7c15ULL, names[i].s, names[i].len));
 		if(best < 0 || h > bh) {
 			best = i;
 			bh = h;

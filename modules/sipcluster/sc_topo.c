@@ -34,8 +34,8 @@ typedef struct sc_xml_errctx
 	int seen;
 } sc_xml_errctx_t;
 
-static void sc_err_set(sc_error_t *err, const char *file, int line,
-		const char *fmt, ...)
+static void sc_err_set(
+		sc_error_t *err, const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -78,8 +78,8 @@ static void sc_xml_generic_err(void *ud, const char *msg, ...)
 int sc_error_format(const sc_error_t *err, char *buf, int len)
 {
 	if(err->line > 0)
-		return snprintf(buf, len, "%s:%d: %s", err->file, err->line,
-				err->reason);
+		return snprintf(
+				buf, len, "%s:%d: %s", err->file, err->line, err->reason);
 	return snprintf(buf, len, "%s: %s", err->file, err->reason);
 }
 
@@ -218,8 +218,8 @@ static int sc_arena_str(sc_arena_t *a, str *dst, const char *s, int len)
 	return 0;
 }
 
-static int sc_arena_attr(sc_arena_t *a, str *dst, xmlNodePtr n,
-		const char *name)
+static int sc_arena_attr(
+		sc_arena_t *a, str *dst, xmlNodePtr n, const char *name)
 {
 	char *v = sc_attr(n, name);
 	int r;
@@ -234,8 +234,8 @@ static int sc_arena_attr(sc_arena_t *a, str *dst, xmlNodePtr n,
 	return r;
 }
 
-static int sc_make_uri(sc_arena_t *a, str *dst, const str *addr, int port,
-		int transport)
+static int sc_make_uri(
+		sc_arena_t *a, str *dst, const str *addr, int port, int transport)
 {
 	char buf[SC_URI_MAX];
 	int v6 = (memchr(addr->s, ':', addr->len) != NULL);
@@ -257,8 +257,8 @@ static int sc_str_eq(const str *a, const str *b)
 
 /* ---- validation against the schema ---- */
 
-static int sc_schema_validate(xmlDocPtr doc, const char *schema_file,
-		sc_xml_errctx_t *ectx)
+static int sc_schema_validate(
+		xmlDocPtr doc, const char *schema_file, sc_xml_errctx_t *ectx)
 {
 	xmlSchemaParserCtxtPtr pctx = NULL;
 	xmlSchemaPtr schema = NULL;
@@ -284,8 +284,8 @@ static int sc_schema_validate(xmlDocPtr doc, const char *schema_file,
 	schema = xmlSchemaParse(pctx);
 	if(schema == NULL) {
 		if(sctx.seen)
-			sc_err_set(ectx->err, serr.file, serr.line,
-					"invalid schema: %s", serr.reason);
+			sc_err_set(ectx->err, serr.file, serr.line, "invalid schema: %s",
+					serr.reason);
 		else
 			sc_err_set(ectx->err, serr.file, 0, "cannot load the schema");
 		goto done;
@@ -322,8 +322,8 @@ typedef struct sc_named
 	int line;
 } sc_named_t;
 
-static int sc_check_semantics(sc_topo_t *t, const char *file, int root_line,
-		sc_error_t *err)
+static int sc_check_semantics(
+		sc_topo_t *t, const char *file, int root_line, sc_error_t *err)
 {
 	int i, j, k, n;
 	sc_named_t *names;
@@ -344,14 +344,14 @@ static int sc_check_semantics(sc_topo_t *t, const char *file, int root_line,
 	}
 	k = 0;
 	for(i = 0; i < t->nproxies; i++)
-		names[k++] = (sc_named_t){"proxy", &t->proxies[i].name,
-				t->proxies[i].line};
+		names[k++] =
+				(sc_named_t){"proxy", &t->proxies[i].name, t->proxies[i].line};
 	for(i = 0; i < t->npairs; i++)
 		names[k++] =
 				(sc_named_t){"ha-pair", &t->pairs[i].name, t->pairs[i].line};
 	for(i = 0; i < t->nservers; i++)
-		names[k++] = (sc_named_t){"server", &t->servers[i].name,
-				t->servers[i].line};
+		names[k++] =
+				(sc_named_t){"server", &t->servers[i].name, t->servers[i].line};
 	for(i = 1; i < n; i++) {
 		for(j = 0; j < i; j++) {
 			if(sc_str_eq(names[i].name, names[j].name)) {
@@ -430,8 +430,8 @@ static int sc_check_semantics(sc_topo_t *t, const char *file, int root_line,
 				sc_err_set(err, file, la,
 						"'%.*s' uses %s:%d:%s, already used by '%.*s' at "
 						"line %d",
-						na->len, na->s, ab, pa, sc_transport_name(ta),
-						nb->len, nb->s, lb);
+						na->len, na->s, ab, pa, sc_transport_name(ta), nb->len,
+						nb->s, lb);
 				return -1;
 			}
 		}
@@ -492,8 +492,8 @@ static size_t sc_size_pass(xmlNodePtr root, int *np, int *nh, int *ns)
 	return sz;
 }
 
-static int sc_fill_endpoint(sc_arena_t *a, xmlNodePtr n, str *name,
-		str *addr, int *port, int *transport, str *uri)
+static int sc_fill_endpoint(sc_arena_t *a, xmlNodePtr n, str *name, str *addr,
+		int *port, int *transport, str *uri)
 {
 	char *tp;
 
@@ -649,8 +649,7 @@ sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,
 	ectx.seen = 0;
 
 	for(i = 0; buf != NULL && i < len; i++)
-		if(buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n'
-				&& buf[i] != '\r')
+		if(buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\n' && buf[i] != '\r')
 			break;
 	if(buf == NULL || len <= 0 || i == len) {
 		sc_err_set(err, err->file, 1, "empty file: no XML document");
@@ -658,8 +657,8 @@ sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,
 	}
 	xmlSetStructuredErrorFunc(&ectx, sc_xml_structured_err);
 	xmlSetGenericErrorFunc(NULL, sc_xml_generic_err);
-	doc = xmlReadMemory(buf, len, err->file, NULL,
-			XML_PARSE_NONET | XML_PARSE_BIG_LINES);
+	doc = xmlReadMemory(
+			buf, len, err->file, NULL, XML_PARSE_NONET | XML_PARSE_BIG_LINES);
 	if(doc == NULL) {
 		if(!ectx.seen)
 			sc_err_set(err, err->file, 0, "not a well-formed XML document");

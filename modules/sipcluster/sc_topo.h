@@ -52,7 +52,7 @@ typedef struct sc_server
 	int role;	   /* sc_role_t */
 	str uri;	   /* sip:address:port[;transport=x] */
 	sc_ip_t ip;
-	int line; /* line of the <server> element in the document */
+	int line;  /* line of the <server> element in the document */
 	int index; /* 0 or 1 inside its pair */
 	struct sc_pair *pair;
 	sc_srv_health_t h; /* run-time state, kept across reloads */
@@ -62,10 +62,10 @@ typedef struct sc_pair
 {
 	str name;
 	str geo;
-	int weight;	   /* 0 = takes no new calls */
-	int oos_check; /* seconds; -1 = module default */
-	int oos_force; /* seconds; -1 = module default */
-	int nservers;  /* 1 or 2 */
+	int weight;			 /* 0 = takes no new calls */
+	int oos_check;		 /* seconds; -1 = module default */
+	int oos_force;		 /* seconds; -1 = module default */
+	int nservers;		 /* 1 or 2 */
 	sc_server_t *srv[2]; /* srv[0] is the primary */
 	int line;
 	int index;

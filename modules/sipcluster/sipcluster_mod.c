@@ -230,13 +230,13 @@ static int sc_find_self(sc_topo_t *t, char *msg, int len)
 			snprintf(msg, len,
 					"[40000] proxy '%.*s' is not found in the list of "
 					"proxies of cluster '%.*s' (%.*s)",
-					sc_proxy_name.len, sc_proxy_name.s, t->name.len,
-					t->name.s, t->file.len, t->file.s);
+					sc_proxy_name.len, sc_proxy_name.s, t->name.len, t->name.s,
+					t->file.len, t->file.s);
 			return -1;
 		}
 		host = p->address;
-		if(grep_sock_info(&host, (unsigned short)p->port,
-				   (unsigned short)p->transport)
+		if(grep_sock_info(
+				   &host, (unsigned short)p->port, (unsigned short)p->transport)
 				== NULL) {
 			snprintf(msg, len,
 					"[40000] proxy address (%.*s:%d) is not found in the "
@@ -253,8 +253,8 @@ static int sc_find_self(sc_topo_t *t, char *msg, int len)
 	for(i = 0; i < t->nproxies; i++) {
 		p = &t->proxies[i];
 		host = p->address;
-		if(grep_sock_info(&host, (unsigned short)p->port,
-				   (unsigned short)p->transport)
+		if(grep_sock_info(
+				   &host, (unsigned short)p->port, (unsigned short)p->transport)
 				!= NULL)
 			return i;
 	}
@@ -279,14 +279,12 @@ static int sc_check_topo(sc_topo_t *t, char *msg, int len)
 	p = &t->proxies[self];
 	if(sc_geo_location.len > 0
 			&& (p->geo.len != sc_geo_location.len
-					|| memcmp(p->geo.s, sc_geo_location.s, p->geo.len)
-							   != 0)) {
+					|| memcmp(p->geo.s, sc_geo_location.s, p->geo.len) != 0)) {
 		snprintf(msg, len,
 				"%.*s:%d: proxy '%.*s' has geo-location '%.*s' but modparam "
 				"geo_location is '%.*s'",
 				t->file.len, t->file.s, p->line, p->name.len, p->name.s,
-				p->geo.len, p->geo.s, sc_geo_location.len,
-				sc_geo_location.s);
+				p->geo.len, p->geo.s, sc_geo_location.len, sc_geo_location.s);
 		return -1;
 	}
 	return self;
@@ -328,8 +326,8 @@ int sc_reload(char *msg, int msglen)
 	update_stat(sc_st_reloads, 1);
 	LM_NOTICE("cluster '%.*s' reloaded from %s: %d proxies, %d HA pairs, %d "
 			  "servers\n",
-			nt->name.len, nt->name.s, sc_cluster_file, nt->nproxies,
-			nt->npairs, nt->nservers);
+			nt->name.len, nt->name.s, sc_cluster_file, nt->nproxies, nt->npairs,
+			nt->nservers);
 	return 0;
 
 failed:
@@ -433,11 +431,10 @@ static int mod_init(void)
 
 	LM_NOTICE("cluster '%.*s' from %s: this is proxy '%.*s' (%.*s) in "
 			  "geo-location '%.*s'; %d proxies, %d HA pairs, %d servers\n",
-			t->name.len, t->name.s, sc_cluster_file,
-			t->proxies[self].name.len, t->proxies[self].name.s,
-			t->proxies[self].uri.len, t->proxies[self].uri.s,
-			sc_geo_location.len, sc_geo_location.s, t->nproxies, t->npairs,
-			t->nservers);
+			t->name.len, t->name.s, sc_cluster_file, t->proxies[self].name.len,
+			t->proxies[self].name.s, t->proxies[self].uri.len,
+			t->proxies[self].uri.s, sc_geo_location.len, sc_geo_location.s,
+			t->nproxies, t->npairs, t->nservers);
 	return 0;
 }
 
@@ -503,11 +500,10 @@ void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
 	snprintf(tr->primary, sizeof(tr->primary), "%.*s:%d",
 			p->srv[0]->address.len, p->srv[0]->address.s, p->srv[0]->port);
 	if(a >= 0) {
-		snprintf(tr->active, sizeof(tr->active), "%.*s",
-				p->srv[a]->name.len, p->srv[a]->name.s);
+		snprintf(tr->active, sizeof(tr->active), "%.*s", p->srv[a]->name.len,
+				p->srv[a]->name.s);
 		snprintf(tr->active_addr, sizeof(tr->active_addr), "%.*s:%d",
-				p->srv[a]->address.len, p->srv[a]->address.s,
-				p->srv[a]->port);
+				p->srv[a]->address.len, p->srv[a]->address.s, p->srv[a]->port);
 	}
 	if((events & SC_EV_ACTIVE) && previous >= 0 && previous < p->nservers)
 		snprintf(tr->previous, sizeof(tr->previous), "%.*s",
@@ -686,11 +682,10 @@ static int ki_sipcluster_seen_request(sip_msg_t *msg)
 		sc_pair_t *p = s->pair;
 		ret = 1;
 		prev = sc_pair_active_index(p);
-		sc_health_seen_request(p, s->index, sc_now_ms(), sc_wall_ms(),
-				&events);
+		sc_health_seen_request(p, s->index, sc_now_ms(), sc_wall_ms(), &events);
 		if(events)
-			sc_transition_fill(&tr, p, events, prev,
-					"request received from it");
+			sc_transition_fill(
+					&tr, p, events, prev, "request received from it");
 	}
 	lock_release(&sc_shared->lock);
 	if(events)
@@ -710,8 +705,8 @@ static int ki_sipcluster_from_server(sip_msg_t *msg)
 
 	sc_msg_src_ip(msg, &ip);
 	lock_get(&sc_shared->lock);
-	ret = sc_topo_server_by_addr(sc_shared->topo, &ip, sc_msg_src_port(msg),
-				  msg->rcv.proto)
+	ret = sc_topo_server_by_addr(
+				  sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto)
 						  != NULL
 				  ? 1
 				  : -1;
@@ -731,8 +726,8 @@ static int ki_sipcluster_from_proxy(sip_msg_t *msg)
 
 	sc_msg_src_ip(msg, &ip);
 	lock_get(&sc_shared->lock);
-	ret = sc_topo_proxy_by_addr(sc_shared->topo, &ip, sc_msg_src_port(msg),
-				  msg->rcv.proto)
+	ret = sc_topo_proxy_by_addr(
+				  sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto)
 						  != NULL
 				  ? 1
 				  : -1;
@@ -775,10 +770,10 @@ static int w_sipcluster_register(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_register(msg);
 }
 
-#define SC_KEMI_NOPARAMS                                           \
-	{                                                              \
+#define SC_KEMI_NOPARAMS                                            \
+	{                                                               \
 		SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, \
-				SR_KEMIP_NONE, SR_KEMIP_NONE                       \
+				SR_KEMIP_NONE, SR_KEMIP_NONE                        \
 	}
 
 /* clang-format off */

@@ -79,10 +79,18 @@ static void st_free(void *b, void *p, const char *f, const char *fn,
 		stub_shm_allocated--;
 	free(p);
 }
-sr_shm_api_t _shm_root = {.mname = "stub", .xmalloc = st_malloc,
-		.xmallocxz = st_mallocxz, .xmalloc_unsafe = st_malloc,
-		.xrealloc = st_realloc, .xreallocxf = st_realloc,
-		.xresize = st_realloc, .xfree = st_free, .xfree_unsafe = st_free};
-sr_pkg_api_t _pkg_root = {.mname = "stub", .xmalloc = st_malloc,
-		.xmallocxz = st_mallocxz, .xrealloc = st_realloc,
-		.xreallocxf = st_realloc, .xfree = st_free};
+sr_shm_api_t _shm_root = {.mname = "stub",
+		.xmalloc = st_malloc,
+		.xmallocxz = st_mallocxz,
+		.xmalloc_unsafe = st_malloc,
+		.xrealloc = st_realloc,
+		.xreallocxf = st_realloc,
+		.xresize = st_realloc,
+		.xfree = st_free,
+		.xfree_unsafe = st_free};
+sr_pkg_api_t _pkg_root = {.mname = "stub",
+		.xmalloc = st_malloc,
+		.xmallocxz = st_mallocxz,
+		.xrealloc = st_realloc,
+		.xreallocxf = st_realloc,
+		.xfree = st_free};

@@ -63,11 +63,11 @@ static int tick(sc_pair_t *p, long long now, unsigned int *seq)
 	return -1;
 }
 
-static int answer(sc_pair_t *p, int srv, unsigned int seq, int code,
-		long long now)
+static int answer(
+		sc_pair_t *p, int srv, unsigned int seq, int code, long long now)
 {
-	return sc_health_result(p, &C, srv, seq, code,
-			sc_code_alive(code, NULL), now, now, &EV);
+	return sc_health_result(
+			p, &C, srv, seq, code, sc_code_alive(code, NULL), now, now, &EV);
 }
 
 START_TEST(test_primary_answers_backup_untouched)

@@ -15,22 +15,27 @@ extern long stub_shm_allocated;
 #define HDR "<?xml version=\"1.0\"?>\n"
 
 static const char *valid_doc =
-		HDR "<sip-cluster name=\"example\">\n"															/* 2 */
+		HDR "<sip-cluster name=\"example\">\n" /* 2 */
 			"  <proxy name=\"proxy-dc1-a\" address=\"127.0.1.1\" port=\"5060\" "
-			"transport=\"udp\" geo-location=\"dc1\"/>\n"												/* 3 */
+			"transport=\"udp\" geo-location=\"dc1\"/>\n" /* 3 */
 			"  <proxy name=\"proxy-dc2-a\" address=\"127.0.2.1\" "
-			"geo-location=\"dc2\"/>\n"																	/* 4 */
-			"  <ha-pair name=\"node-dc1-1\" geo-location=\"dc1\" weight=\"3\">\n"						/* 5 */
-			"    <server name=\"sips-dc1-1b\" address=\"127.0.1.12\" port=\"5070\" "
-			"role=\"backup\"/>\n"																		/* 6 */
-			"    <server name=\"sips-dc1-1a\" address=\"127.0.1.11\" port=\"5060\" "
-			"role=\"primary\"/>\n"																		/* 7 */
+			"geo-location=\"dc2\"/>\n" /* 4 */
+			"  <ha-pair name=\"node-dc1-1\" geo-location=\"dc1\" "
+			"weight=\"3\">\n" /* 5 */
+			"    <server name=\"sips-dc1-1b\" address=\"127.0.1.12\" "
+			"port=\"5070\" "
+			"role=\"backup\"/>\n" /* 6 */
+			"    <server name=\"sips-dc1-1a\" address=\"127.0.1.11\" "
+			"port=\"5060\" "
+			"role=\"primary\"/>\n" /* 7 */
 			"  </ha-pair>\n"
 			"  <!-- a comment -->\n"
-			"  <ha-pair name=\"node-dc2-1\" geo-location=\"dc2\" oos-check=\"2\" "
-			"oos-force=\"1\">\n"																		/* 10 */
-			"    <server name=\"sips-dc2-1a\" address=\"::1\" transport=\"tcp\" "
-			"role=\"primary\"/>\n"																		/* 11 */
+			"  <ha-pair name=\"node-dc2-1\" geo-location=\"dc2\" "
+			"oos-check=\"2\" "
+			"oos-force=\"1\">\n" /* 10 */
+			"    <server name=\"sips-dc2-1a\" address=\"::1\" "
+			"transport=\"tcp\" "
+			"role=\"primary\"/>\n" /* 11 */
 			"  </ha-pair>\n"
 			"</sip-cluster>\n";
 
@@ -116,8 +121,8 @@ START_TEST(test_lookups)
 	ck_assert_ptr_null(sc_topo_server_by_addr(t, &ip, 5060, SC_TP_UDP));
 	ck_assert_ptr_null(sc_topo_server_by_addr(t, &ip, 5070, SC_TP_TCP));
 	ck_assert_int_eq(sc_ip_parse("[::1]", 5, &ip), 0);
-	ck_assert_ptr_eq(sc_topo_server_by_addr(t, &ip, 0, SC_TP_TCP),
-			t->pairs[1].srv[0]);
+	ck_assert_ptr_eq(
+			sc_topo_server_by_addr(t, &ip, 0, SC_TP_TCP), t->pairs[1].srv[0]);
 	ck_assert_int_eq(sc_ip_parse("127.0.2.1", 9, &ip), 0);
 	ck_assert_ptr_eq(sc_topo_proxy_by_addr(t, &ip, 5060, 0), &t->proxies[1]);
 	ck_assert_ptr_null(sc_topo_server_by_addr(t, &ip, 0, 0));
@@ -167,12 +172,13 @@ static const bad_doc_t bad_docs[] = {
 		{"plain text", "hello world\n", 1, "Start tag expected"},
 		{"truncated XML", OPEN P1 "<ha-pair name=\"x\" geo-lo", 4, ""},
 		{"mismatched tag", OPEN P1 "</ha-pair>\n" CLOSE, 4, "mismatch"},
-		{"wrong root element", HDR "<cluster name=\"c\">\n" P1 "</cluster>\n", 2,
-				"No matching global declaration"},
+		{"wrong root element", HDR "<cluster name=\"c\">\n" P1 "</cluster>\n",
+				2, "No matching global declaration"},
 		{"cluster without name", HDR "<sip-cluster>\n" P1 CLOSE, 2,
 				"'name' is required"},
 		{"proxy without name",
-				OPEN "<proxy address=\"127.0.0.1\" geo-location=\"a\"/>\n" CLOSE,
+				OPEN
+				"<proxy address=\"127.0.0.1\" geo-location=\"a\"/>\n" CLOSE,
 				3, "'name' is required"},
 		{"proxy without geo-location",
 				OPEN "<proxy name=\"p\" address=\"127.0.0.1\"/>\n" CLOSE, 3,
@@ -186,22 +192,25 @@ static const bad_doc_t bad_docs[] = {
 						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
 				4, "'geo-location' is required"},
 		{"port too big",
-				OPEN P1 "<proxy name=\"p2\" address=\"127.0.0.2\" port=\"70000\" "
-						"geo-location=\"a\"/>\n" CLOSE,
+				OPEN P1
+				"<proxy name=\"p2\" address=\"127.0.0.2\" port=\"70000\" "
+				"geo-location=\"a\"/>\n" CLOSE,
 				4, "'70000' is not a valid value"},
 		{"port zero",
 				OPEN P1 "<proxy name=\"p2\" address=\"127.0.0.2\" port=\"0\" "
 						"geo-location=\"a\"/>\n" CLOSE,
 				4, "The value '0' is less than the minimum"},
 		{"port not a number",
-				OPEN P1 "<proxy name=\"p2\" address=\"127.0.0.2\" port=\"http\" "
-						"geo-location=\"a\"/>\n" CLOSE,
+				OPEN P1
+				"<proxy name=\"p2\" address=\"127.0.0.2\" port=\"http\" "
+				"geo-location=\"a\"/>\n" CLOSE,
 				4, "'http' is not a valid value"},
 		{"unknown element", OPEN P1 "<gateway name=\"g\"/>\n" CLOSE, 4,
 				"This element is not expected"},
 		{"unknown attribute",
-				OPEN "<proxy name=\"p\" address=\"127.0.0.1\" geo-location=\"a\" "
-					 "colour=\"red\"/>\n" CLOSE,
+				OPEN
+				"<proxy name=\"p\" address=\"127.0.0.1\" geo-location=\"a\" "
+				"colour=\"red\"/>\n" CLOSE,
 				3, "'colour' is not allowed"},
 		{"bad transport",
 				OPEN "<proxy name=\"p\" address=\"127.0.0.1\" transport=\"ws\" "
@@ -218,8 +227,8 @@ static const bad_doc_t bad_docs[] = {
 						"</ha-pair>\n" CLOSE,
 				7, "This element is not expected"},
 		{"pair without servers",
-				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n</ha-pair>\n"
-						CLOSE,
+				OPEN P1
+				"<ha-pair name=\"h\" geo-location=\"dc1\">\n</ha-pair>\n" CLOSE,
 				4, "Missing child element"},
 		{"bad role",
 				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
@@ -249,12 +258,13 @@ static const bad_doc_t bad_docs[] = {
 						"geo-location=\"dc1\"/>\n" CLOSE,
 				4, "duplicate name 'p1'"},
 		{"duplicate address:port:transport",
-				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
-						"<server name=\"s1\" address=\"127.0.0.2\" "
-						"role=\"primary\"/>\n"
-						"<server name=\"s2\" address=\"127.0.0.2\" port=\"5060\" "
-						"role=\"backup\"/>\n"
-						"</ha-pair>\n" CLOSE,
+				OPEN P1
+				"<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+				"<server name=\"s1\" address=\"127.0.0.2\" "
+				"role=\"primary\"/>\n"
+				"<server name=\"s2\" address=\"127.0.0.2\" port=\"5060\" "
+				"role=\"backup\"/>\n"
+				"</ha-pair>\n" CLOSE,
 				6, "127.0.0.2:5060:udp, already used by 's1'"},
 		{"server on a proxy's address",
 				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\">\n"
@@ -374,12 +384,12 @@ START_TEST(test_external_schema)
 	sc_error_t err;
 	sc_topo_t *t;
 
-	t = sc_topo_load_mem(valid_doc, strlen(valid_doc), "test.xml",
-			SC_XSD_PATH, &err);
+	t = sc_topo_load_mem(
+			valid_doc, strlen(valid_doc), "test.xml", SC_XSD_PATH, &err);
 	ck_assert_msg(t != NULL, "rejected with %s: %s", SC_XSD_PATH, err.reason);
 	sc_topo_free(t);
-	t = sc_topo_load_mem(valid_doc, strlen(valid_doc), "test.xml",
-			"/nonexistent.xsd", &err);
+	t = sc_topo_load_mem(
+			valid_doc, strlen(valid_doc), "test.xml", "/nonexistent.xsd", &err);
 	ck_assert_ptr_null(t);
 	ck_assert(strstr(err.reason, "schema") != NULL);
 }
@@ -430,10 +440,8 @@ START_TEST(test_carry_state)
 	ck_assert_uint_eq(b->pairs[0].h.switchovers, 7);
 	ck_assert_int_eq(b->pairs[0].srv[1]->h.last_code, 200);
 	ck_assert_uint_eq(b->pairs[0].srv[1]->h.pings, 42);
-	ck_assert_uint_eq(
-			b->pairs[0].srv[1]->h.uid, a->pairs[0].srv[1]->h.uid);
-	ck_assert_uint_eq(
-			b->pairs[0].srv[0]->h.uid, a->pairs[0].srv[0]->h.uid);
+	ck_assert_uint_eq(b->pairs[0].srv[1]->h.uid, a->pairs[0].srv[1]->h.uid);
+	ck_assert_uint_eq(b->pairs[0].srv[0]->h.uid, a->pairs[0].srv[0]->h.uid);
 	/* a server whose transport changed is a new server: fresh state */
 	ck_assert_uint_eq(b->pairs[1].srv[0]->h.pings, 0);
 	ck_assert_uint_eq(b->pairs[1].srv[0]->h.uid, 4);
