@@ -62,7 +62,7 @@ uninstall:
 	rm -rf $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
 
 bench: module
-	scripts/bench/run.sh
+	python3 bench/bench.py
 
 clean:
 	-$(MAKE) -C $(MODDIR_SRC) KSRC=$(KSRC) clean
