@@ -34,8 +34,8 @@ BASE_CFG = os.path.join(TOP, "bench", "baseline", "kamailio.cfg")
 MODULE = os.path.join(TOP, "modules", "sipcluster", "sipcluster.so")
 STANDIN = os.path.join(TOP, "scripts", "lab", "standin")
 
-RATES = [int(x) for x in os.environ.get("BENCH_RATES", "300,600,900,1200").split(",")]
-STEP = int(os.environ.get("BENCH_STEP", "6"))
+RATES = [int(x) for x in os.environ.get("BENCH_RATES", "400,800,1200,1600,2000,2400").split(",")]
+STEP = int(os.environ.get("BENCH_STEP", "5"))
 SCALE_N = int(os.environ.get("BENCH_SCALE_N", "100000"))
 CHILDREN = 4
 SHM = 512
@@ -62,7 +62,8 @@ def start_kamailio(d, cfg, defines, shm=SHM):
             os.unlink(os.path.join(d, f))
         except OSError:
             pass
-    args = ["kamailio", "-f", cfg, "-DD", "-E", "-w", d, "-m", str(shm), "-M", "16"]
+    args = ["kamailio", "-f", cfg, "-DD", "-E", "-w", d, "-m", str(shm), "-M", "16",
+            "-x", "tlsf"]
     for k in defines:
         args += ["-A", k]
     with open(os.path.join(d, "kamailio.log"), "w") as logf:

@@ -95,6 +95,8 @@ int ki_sipcluster_record_route(sip_msg_t *msg);
 int ki_sipcluster_dialog(sip_msg_t *msg);
 int ki_sipcluster_x_genesys_route(sip_msg_t *msg);
 int sc_src_is_server(sip_msg_t *msg);
+int sc_src_proxy_index(sip_msg_t *msg);
+void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip);
 extern char sc_route_reason[128];
 
 /* registrar (sc_reg.c) */

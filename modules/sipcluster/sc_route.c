@@ -62,7 +62,7 @@ int sc_route_init(void)
 	return 0;
 }
 
-static void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip)
+void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip)
 {
 	memset(ip, 0, sizeof(*ip));
 	ip->af = msg->rcv.src_ip.af;
@@ -445,7 +445,7 @@ static int sc_pop_route(sip_msg_t *msg, struct hdr_field *h, rr_t *r)
 	return 0;
 }
 
-static int sc_src_proxy_index(sip_msg_t *msg)
+int sc_src_proxy_index(sip_msg_t *msg)
 {
 	sc_ip_t ip;
 	sc_proxy_t *p;

@@ -648,13 +648,6 @@ static int pv_get_sipcluster(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
 
 /* ---- cfg functions and KEMI ---- */
 
-static int sc_msg_src_ip(sip_msg_t *msg, sc_ip_t *ip)
-{
-	memset(ip, 0, sizeof(*ip));
-	ip->af = msg->rcv.src_ip.af;
-	memcpy(ip->ip, msg->rcv.src_ip.u.addr, msg->rcv.src_ip.len);
-	return 0;
-}
 
 /* source port matters for UDP/SCTP only: TCP/TLS connections come from
  * ephemeral ports */
@@ -674,7 +667,7 @@ static int ki_sipcluster_seen_request(sip_msg_t *msg)
 
 	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
 		return -1;
-	sc_msg_src_ip(msg, &ip);
+	sc_msg_ip(msg, &ip);
 	lock_get(&sc_shared->lock);
 	s = sc_topo_server_by_addr(
 			sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto);
@@ -700,18 +693,7 @@ static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2)
 
 static int ki_sipcluster_from_server(sip_msg_t *msg)
 {
-	sc_ip_t ip;
-	int ret;
-
-	sc_msg_src_ip(msg, &ip);
-	lock_get(&sc_shared->lock);
-	ret = sc_topo_server_by_addr(
-				  sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto)
-						  != NULL
-				  ? 1
-				  : -1;
-	lock_release(&sc_shared->lock);
-	return ret;
+	return sc_src_is_server(msg) ? 1 : -1;
 }
 
 static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2)
@@ -721,18 +703,7 @@ static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2)
 
 static int ki_sipcluster_from_proxy(sip_msg_t *msg)
 {
-	sc_ip_t ip;
-	int ret;
-
-	sc_msg_src_ip(msg, &ip);
-	lock_get(&sc_shared->lock);
-	ret = sc_topo_proxy_by_addr(
-				  sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto)
-						  != NULL
-				  ? 1
-				  : -1;
-	lock_release(&sc_shared->lock);
-	return ret;
+	return sc_src_proxy_index(msg) >= 0 ? 1 : -1;
 }
 
 static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2)

@@ -462,6 +462,7 @@ class Endpoint:
             self.sock.connect(proxy)
         self.ip, self.port = self.sock.getsockname()
         self.buf = b""
+        self.keepalives = {}
         self.contact = "sip:%s@%s:%d%s" % (user, self.ip, self.port,
                                             "" if transport == "udp" else ";transport=tcp")
 
@@ -477,9 +478,20 @@ class Endpoint:
         else:
             self.sock.sendall(text.encode())
 
-    def recv(self, timeout):
-        """next SIP message and its source, or (None, None)"""
+    def recv(self, timeout, skip_keepalives=True):
+        """next SIP message and its source, or (None, None); usrloc's OPTIONS
+        keepalives are answered and counted in self.keepalives[src ip]"""
         end = time.monotonic() + timeout
+        while True:
+            msg, src = self._recv1(end)
+            if (skip_keepalives and msg and msg.startswith("OPTIONS ")
+                    and "ksrulka-" in msg):
+                self.keepalives[src[0]] = self.keepalives.get(src[0], 0) + 1
+                self.answer(msg, 200, "OK")
+                continue
+            return msg, src
+
+    def _recv1(self, end):
         while True:
             left = end - time.monotonic()
             if left <= 0:

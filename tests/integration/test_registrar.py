@@ -20,7 +20,7 @@ SERVERS = {"s11": (B + ".1.11", "primary", "n1"), "s12": (B + ".1.12", "backup",
            "s21": (B + ".1.21", "primary", "n2"), "s31": (B + ".2.31", "primary", "n3")}
 SBC = B + ".8.1"
 ARGS = ["-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1", "-A", "SERVER_TIMEOUT=1000",
-        "-A", "UL_TIMER=1"]
+        "-A", "UL_TIMER=1", "-A", "UL_KA_MODE=1"]
 REG_XML = os.path.join(TOP, "tests", "sipp", "reg_auth.xml")
 
 
@@ -245,6 +245,20 @@ class TestRegistrar(unittest.TestCase):
         print("\n    5 s binding gone from all proxies after %.1f s" % (time.monotonic() - t0),
               end=" ", flush=True)
         self.assertGreaterEqual(time.monotonic() - t0, 3.0)
+        ep.close()
+
+    def test_09b_only_the_owning_proxy_pings(self):
+        ep = Endpoint(B + ".9.12", (PROXIES["dc2-a"], 5060), "heidi")
+        self.assertEqual(reply_code(ep.register(600)), 200)
+        self.assertTrue(wait_until(lambda: all(self.everywhere("heidi").values()), 2))
+        servers = {n: self.everywhere("heidi")[n][0]["Server-Id"] for n in PROXIES}
+        self.assertEqual(set(servers.values()), {"3"})  # dc2-a is the third proxy
+        msg, _ = ep.recv(3.5)  # only keepalives arrive meanwhile
+        self.assertIsNone(msg)
+        print("\n    keepalives received from %s" % ep.keepalives, end=" ", flush=True)
+        self.assertEqual(set(ep.keepalives), {PROXIES["dc2-a"]})
+        self.assertGreaterEqual(ep.keepalives[PROXIES["dc2-a"]], 2)
+        ep.register(0)
         ep.close()
 
     def test_10_dialogs_replicated_and_in_dialog_via_other_proxy(self):
