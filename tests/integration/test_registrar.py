@@ -154,6 +154,22 @@ class TestRegistrar(unittest.TestCase):
         ep.answer(msg, 486, "Busy Here")
         return ep, msg
 
+    def test_03b_max_contacts(self):
+        ep = Endpoint(B + ".9.13", (PROXIES["dc1-a"], 5060), "ivan")
+        for i in range(10):
+            r = ep.register(600, contact="sip:ivan@%s:%d;dev=%d" % (ep.ip, ep.port, i))
+            self.assertEqual(reply_code(r), 200, r)
+        r = ep.register(600, contact="sip:ivan@%s:%d;dev=10" % (ep.ip, ep.port))
+        self.assertEqual(reply_code(r), 503, r)
+        self.assertIn("Too many registered contacts", r)
+        # refreshing a known contact is still fine
+        r = ep.register(600, contact="sip:ivan@%s:%d;dev=3" % (ep.ip, ep.port))
+        self.assertEqual(reply_code(r), 200, r)
+        self.assertTrue(wait_until(lambda: all(
+            len(v) == 10 for v in self.everywhere("ivan").values()), 2))
+        self.assertEqual(reply_code(ep.register(0, contact="*")), 200)
+        ep.close()
+
     def test_04_any_proxy_reaches_endpoint_udp(self):
         ep, msg = self.deliver("udp", "dave")
         self.assertIn("scp=n3", msg)  # pinned to the calling server's pair
