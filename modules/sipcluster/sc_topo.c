@@ -255,6 +255,63 @@ static int sc_str_eq(const str *a, const str *b)
 	return a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
 }
 
+/* ---- load-time indexes ---- */
+
+static unsigned int sc_hash_bytes(const void *p, int len)
+{
+	const unsigned char *c = (const unsigned char *)p;
+	unsigned int h = 2166136261u;
+	int i;
+
+	for(i = 0; i < len; i++) {
+		h ^= c[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static unsigned int sc_hash_ip(const sc_ip_t *ip)
+{
+	return sc_hash_bytes(ip->ip, ip->af == AF_INET ? 4 : 16);
+}
+
+static unsigned int sc_index_size(int n)
+{
+	unsigned int s = 8;
+	while(s < (unsigned int)(2 * n))
+		s <<= 1;
+	return s;
+}
+
+static int sc_index_alloc(sc_arena_t *a, sc_index_t *x, int n)
+{
+	unsigned int i;
+
+	x->size = sc_index_size(n);
+	x->head = sc_arena_get(a, x->size * sizeof(int));
+	x->next = sc_arena_get(a, (n > 0 ? n : 1) * sizeof(int));
+	if(x->head == NULL || x->next == NULL)
+		return -1;
+	for(i = 0; i < x->size; i++)
+		x->head[i] = -1;
+	return 0;
+}
+
+static size_t sc_index_bytes(int n)
+{
+	return SC_ALIGN(sc_index_size(n) * sizeof(int))
+		   + SC_ALIGN((n > 0 ? n : 1) * sizeof(int));
+}
+
+static void sc_index_add(sc_index_t *x, unsigned int h, int i)
+{
+	h &= x->size - 1;
+	x->next[i] = x->head[h];
+	x->head[h] = i;
+}
+
+#define sc_index_first(x, h) ((x)->head[(h) & ((x)->size - 1)])
+
 /* ---- validation against the schema ---- */
 
 static int sc_schema_validate(
@@ -530,6 +587,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 			 + SC_ALIGN(nh * sizeof(sc_pair_t))
 			 + SC_ALIGN(ns * sizeof(sc_server_t))
 			 + SC_ALIGN((np + nh) * sizeof(str)) + SC_ALIGN(strlen(file) + 1)
+			 + 3 * sc_index_bytes(ns) + sc_index_bytes(np) + sc_index_bytes(nh)
 			 + 64;
 	a.p = shm_malloc(total);
 	if(a.p == NULL) {
@@ -545,6 +603,12 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 	t->pairs = sc_arena_get(&a, nh * sizeof(sc_pair_t));
 	t->servers = sc_arena_get(&a, ns * sizeof(sc_server_t));
 	t->geos = sc_arena_get(&a, (np + nh) * sizeof(str));
+	if(sc_index_alloc(&a, &t->srv_by_ip, ns) < 0
+			|| sc_index_alloc(&a, &t->srv_by_name, ns) < 0
+			|| sc_index_alloc(&a, &t->srv_by_uid, ns) < 0
+			|| sc_index_alloc(&a, &t->px_by_ip, np) < 0
+			|| sc_index_alloc(&a, &t->pair_by_name, nh) < 0)
+		goto oom;
 	if(sc_arena_str(&a, &t->file, file, strlen(file)) < 0
 			|| sc_arena_attr(&a, &t->name, root, "name") < 0)
 		goto oom;
@@ -623,6 +687,17 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 
 	if(sc_check_semantics(t, file, xmlGetLineNo(root), err) < 0)
 		goto error;
+	/* the addresses are parsed now: index them */
+	for(i = 0; i < ns; i++) {
+		sc_index_add(&t->srv_by_ip, sc_hash_ip(&t->servers[i].ip), i);
+		sc_index_add(&t->srv_by_name,
+				sc_hash_bytes(t->servers[i].name.s, t->servers[i].name.len), i);
+	}
+	for(i = 0; i < np; i++)
+		sc_index_add(&t->px_by_ip, sc_hash_ip(&t->proxies[i].ip), i);
+	for(i = 0; i < nh; i++)
+		sc_index_add(&t->pair_by_name,
+				sc_hash_bytes(t->pairs[i].name.s, t->pairs[i].name.len), i);
 	return t;
 
 oom:
@@ -747,7 +822,11 @@ sc_proxy_t *sc_topo_proxy_by_name(sc_topo_t *t, const str *name)
 sc_pair_t *sc_topo_pair_by_name(sc_topo_t *t, const str *name)
 {
 	int i;
-	for(i = 0; t && i < t->npairs; i++)
+
+	if(t == NULL || t->npairs == 0)
+		return NULL;
+	for(i = sc_index_first(&t->pair_by_name, sc_hash_bytes(name->s, name->len));
+			i >= 0; i = t->pair_by_name.next[i])
 		if(sc_str_eq(&t->pairs[i].name, name))
 			return &t->pairs[i];
 	return NULL;
@@ -756,7 +835,11 @@ sc_pair_t *sc_topo_pair_by_name(sc_topo_t *t, const str *name)
 sc_server_t *sc_topo_server_by_name(sc_topo_t *t, const str *name)
 {
 	int i;
-	for(i = 0; t && i < t->nservers; i++)
+
+	if(t == NULL || t->nservers == 0)
+		return NULL;
+	for(i = sc_index_first(&t->srv_by_name, sc_hash_bytes(name->s, name->len));
+			i >= 0; i = t->srv_by_name.next[i])
 		if(sc_str_eq(&t->servers[i].name, name))
 			return &t->servers[i];
 	return NULL;
@@ -765,7 +848,11 @@ sc_server_t *sc_topo_server_by_name(sc_topo_t *t, const str *name)
 sc_server_t *sc_topo_server_by_uid(sc_topo_t *t, unsigned int uid)
 {
 	int i;
-	for(i = 0; t && i < t->nservers; i++)
+
+	if(t == NULL || t->nservers == 0)
+		return NULL;
+	for(i = sc_index_first(&t->srv_by_uid, sc_hash_bytes(&uid, sizeof(uid)));
+			i >= 0; i = t->srv_by_uid.next[i])
 		if(t->servers[i].h.uid == uid)
 			return &t->servers[i];
 	return NULL;
@@ -777,7 +864,10 @@ sc_server_t *sc_topo_server_by_addr(
 	int i;
 	sc_server_t *found = NULL;
 
-	for(i = 0; t && i < t->nservers; i++) {
+	if(t == NULL || t->nservers == 0)
+		return NULL;
+	for(i = sc_index_first(&t->srv_by_ip, sc_hash_ip(ip)); i >= 0;
+			i = t->srv_by_ip.next[i]) {
 		sc_server_t *s = &t->servers[i];
 		if(!sc_ip_eq(&s->ip, ip))
 			continue;
@@ -798,7 +888,10 @@ sc_proxy_t *sc_topo_proxy_by_addr(
 	int i;
 	sc_proxy_t *found = NULL;
 
-	for(i = 0; t && i < t->nproxies; i++) {
+	if(t == NULL || t->nproxies == 0)
+		return NULL;
+	for(i = sc_index_first(&t->px_by_ip, sc_hash_ip(ip)); i >= 0;
+			i = t->px_by_ip.next[i]) {
 		sc_proxy_t *p = &t->proxies[i];
 		if(!sc_ip_eq(&p->ip, ip))
 			continue;
@@ -872,4 +965,10 @@ void sc_topo_carry_state(
 			p->h.next_ping = 0; /* ping at once */
 		}
 	}
+	/* uids are final now */
+	for(i = 0; i < (int)nt->srv_by_uid.size; i++)
+		nt->srv_by_uid.head[i] = -1;
+	for(i = 0; i < nt->nservers; i++)
+		sc_index_add(&nt->srv_by_uid,
+				sc_hash_bytes(&nt->servers[i].h.uid, sizeof(unsigned int)), i);
 }

@@ -85,6 +85,14 @@ typedef struct sc_proxy
 	int index;
 } sc_proxy_t;
 
+/* hash chains over item indexes, built at load time (head[size], next[n]) */
+typedef struct sc_index
+{
+	unsigned int size; /* power of two */
+	int *head;
+	int *next;
+} sc_index_t;
+
 typedef struct sc_topo
 {
 	str name; /* <sip-cluster name=...> */
@@ -97,7 +105,13 @@ typedef struct sc_topo
 	sc_server_t *servers;
 	int ngeos; /* distinct geo-locations, in document order */
 	str *geos;
-	size_t size; /* bytes of the single shm block holding all of it */
+	/* per-packet look-ups are hashed, not scanned */
+	sc_index_t srv_by_ip;
+	sc_index_t px_by_ip;
+	sc_index_t pair_by_name;
+	sc_index_t srv_by_name;
+	sc_index_t srv_by_uid; /* built by sc_topo_carry_state() */
+	size_t size;		   /* bytes of the single shm block holding all of it */
 } sc_topo_t;
 
 /* where and why a cluster document was rejected */

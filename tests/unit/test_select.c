@@ -14,7 +14,7 @@
 
 static sc_topo_t *mk(const int *weights, const char **geos, int n)
 {
-	static char doc[65536];
+	static char doc[1 << 20];
 	int i, k;
 	sc_error_t err;
 	unsigned int uid = 1;
@@ -22,11 +22,11 @@ static sc_topo_t *mk(const int *weights, const char **geos, int n)
 
 	k = snprintf(doc, sizeof(doc),
 			"<sip-cluster name=\"s\">\n<proxy name=\"p\" "
-			"address=\"10.0.0.1\" geo-location=\"dc1\"/>\n");
+			"address=\"127.0.0.1\" geo-location=\"dc1\"/>\n");
 	for(i = 0; i < n; i++)
 		k += snprintf(doc + k, sizeof(doc) - k,
 				"<ha-pair name=\"n%d\" geo-location=\"%s\" weight=\"%d\">"
-				"<server name=\"s%d\" address=\"10.1.%d.%d\" "
+				"<server name=\"s%d\" address=\"127.1.%d.%d\" "
 				"role=\"primary\"/></ha-pair>\n",
 				i, geos ? geos[i] : "dc1", weights[i], i, i / 200, i % 200 + 1);
 	k += snprintf(doc + k, sizeof(doc) - k, "</sip-cluster>\n");
@@ -294,6 +294,35 @@ START_TEST(test_rendezvous_moves_only_own_keys)
 }
 END_TEST
 
+START_TEST(test_lookup_indexes_large)
+{
+	int w[600], i;
+	sc_topo_t *t;
+	char nb[16];
+	str n;
+
+	for(i = 0; i < 600; i++)
+		w[i] = 1;
+	t = mk(w, NULL, 600);
+	for(i = 0; i < 600; i++) {
+		sc_server_t *s = t->pairs[i].srv[0];
+		ck_assert_ptr_eq(sc_topo_server_by_addr(t, &s->ip, s->port, 0), s);
+		ck_assert_ptr_eq(sc_topo_server_by_addr(t, &s->ip, 0, SC_TP_UDP), s);
+		ck_assert_ptr_eq(sc_topo_server_by_name(t, &s->name), s);
+		ck_assert_ptr_eq(sc_topo_server_by_uid(t, s->h.uid), s);
+		ck_assert_ptr_eq(
+				sc_topo_pair_by_name(t, &t->pairs[i].name), &t->pairs[i]);
+	}
+	n.s = nb;
+	n.len = snprintf(nb, sizeof(nb), "n600");
+	ck_assert_ptr_null(sc_topo_pair_by_name(t, &n));
+	ck_assert_ptr_null(sc_topo_server_by_addr(t, &t->proxies[0].ip, 0, 0));
+	ck_assert_ptr_eq(sc_topo_proxy_by_addr(t, &t->proxies[0].ip, 5060, 0),
+			&t->proxies[0]);
+	sc_topo_free(t);
+}
+END_TEST
+
 Suite *select_suite(void)
 {
 	Suite *s = suite_create("select");
@@ -309,6 +338,7 @@ Suite *select_suite(void)
 	tcase_add_test(tc, test_swrr_next_matches_cycle);
 	tcase_add_test(tc, test_rr_param);
 	tcase_add_test(tc, test_rendezvous_moves_only_own_keys);
+	tcase_add_test(tc, test_lookup_indexes_large);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -126,7 +126,7 @@ START_TEST(test_lookups)
 	ck_assert_int_eq(sc_ip_parse("127.0.2.1", 9, &ip), 0);
 	ck_assert_ptr_eq(sc_topo_proxy_by_addr(t, &ip, 5060, 0), &t->proxies[1]);
 	ck_assert_ptr_null(sc_topo_server_by_addr(t, &ip, 0, 0));
-	ck_assert_int_eq(sc_ip_parse("999.0.0.1", 9, &ip), -1);
+	ck_assert_int_eq(sc_ip_parse("127.0.0.256", 11, &ip), -1);
 	ck_assert_int_eq(sc_ip_parse("host", 4, &ip), -1);
 	sc_topo_free(t);
 }
@@ -136,10 +136,10 @@ START_TEST(test_same_address_other_transport_ok)
 {
 	const char *doc =
 			HDR "<sip-cluster name=\"c\">\n"
-				"<proxy name=\"p\" address=\"10.0.0.1\" geo-location=\"a\"/>\n"
-				"<proxy name=\"q\" address=\"10.0.0.1\" transport=\"tcp\" "
+				"<proxy name=\"p\" address=\"127.0.0.1\" geo-location=\"a\"/>\n"
+				"<proxy name=\"q\" address=\"127.0.0.1\" transport=\"tcp\" "
 				"geo-location=\"a\"/>\n"
-				"<proxy name=\"r\" address=\"10.0.0.1\" port=\"5070\" "
+				"<proxy name=\"r\" address=\"127.0.0.1\" port=\"5070\" "
 				"geo-location=\"a\"/>\n"
 				"</sip-cluster>\n";
 	sc_error_t err;
@@ -272,7 +272,7 @@ static const bad_doc_t bad_docs[] = {
 						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
 				5, "already used by 'p1'"},
 		{"address not an IP literal",
-				OPEN "<proxy name=\"p\" address=\"999.1.1.1\" "
+				OPEN "<proxy name=\"p\" address=\"127.1.1.999\" "
 					 "geo-location=\"a\"/>\n" CLOSE,
 				3, "not an IPv4 or IPv6 literal"},
 		{"address is a host name",
@@ -447,6 +447,11 @@ START_TEST(test_carry_state)
 	ck_assert_uint_eq(b->pairs[1].srv[0]->h.uid, 4);
 	ck_assert_int_eq(b->pairs[1].srv[0]->h.rtt, -1);
 	ck_assert_uint_eq(uid, 5);
+	/* the uid index follows the carried uids */
+	ck_assert_ptr_eq(sc_topo_server_by_uid(b, b->pairs[0].srv[1]->h.uid),
+			b->pairs[0].srv[1]);
+	ck_assert_ptr_eq(sc_topo_server_by_uid(b, 4), b->pairs[1].srv[0]);
+	ck_assert_ptr_null(sc_topo_server_by_uid(b, 3)); /* its server is gone */
 	/* node-dc2-1 is gone */
 	{
 		str n = {"node-dc2-1", 10};
