@@ -94,6 +94,8 @@ int ki_sipcluster_next(sip_msg_t *msg);
 int ki_sipcluster_record_route(sip_msg_t *msg);
 int ki_sipcluster_dialog(sip_msg_t *msg);
 int ki_sipcluster_x_genesys_route(sip_msg_t *msg);
+int sc_msg_src_port(sip_msg_t *msg);
+sc_server_t *sc_src_server(sip_msg_t *msg); /* lock held */
 int sc_src_is_server(sip_msg_t *msg);
 int sc_src_proxy_index(sip_msg_t *msg);
 void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip);

@@ -69,18 +69,31 @@ void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip)
 	memcpy(ip->ip, msg->rcv.src_ip.u.addr, msg->rcv.src_ip.len);
 }
 
-int sc_src_is_server(sip_msg_t *msg)
+/* the source port identifies a member for UDP/SCTP only: TCP/TLS
+ * connections come from ephemeral ports */
+int sc_msg_src_port(sip_msg_t *msg)
+{
+	if(msg->rcv.proto == PROTO_UDP || msg->rcv.proto == PROTO_SCTP)
+		return msg->rcv.src_port;
+	return 0;
+}
+
+/* the configured SIP Server the message comes from; lock held */
+sc_server_t *sc_src_server(sip_msg_t *msg)
 {
 	sc_ip_t ip;
-	int port = (msg->rcv.proto == PROTO_UDP || msg->rcv.proto == PROTO_SCTP)
-					   ? msg->rcv.src_port
-					   : 0;
-	int r;
 
 	sc_msg_ip(msg, &ip);
+	return sc_topo_server_by_addr(
+			sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto);
+}
+
+int sc_src_is_server(sip_msg_t *msg)
+{
+	int r;
+
 	lock_get(&sc_shared->lock);
-	r = sc_topo_server_by_addr(sc_shared->topo, &ip, port, msg->rcv.proto)
-		!= NULL;
+	r = sc_src_server(msg) != NULL;
 	lock_release(&sc_shared->lock);
 	return r;
 }
@@ -404,12 +417,7 @@ int ki_sipcluster_record_route(sip_msg_t *msg)
 	lock_get(&sc_shared->lock);
 	/* a request from a SIP Server pins to that server's pair, one to a SIP
 	 * Server to the pair of its destination */
-	{
-		sc_ip_t ip;
-		int port = (msg->rcv.proto == PROTO_UDP) ? msg->rcv.src_port : 0;
-		sc_msg_ip(msg, &ip);
-		s = sc_topo_server_by_addr(sc_shared->topo, &ip, port, msg->rcv.proto);
-	}
+	s = sc_src_server(msg);
 	if(s == NULL)
 		s = sc_uri_server(target);
 	if(s != NULL)
@@ -449,16 +457,15 @@ int sc_src_proxy_index(sip_msg_t *msg)
 {
 	sc_ip_t ip;
 	sc_proxy_t *p;
-	int port = (msg->rcv.proto == PROTO_UDP || msg->rcv.proto == PROTO_SCTP)
-					   ? msg->rcv.src_port
-					   : 0;
+	int idx;
 
 	sc_msg_ip(msg, &ip);
 	lock_get(&sc_shared->lock);
-	p = sc_topo_proxy_by_addr(sc_shared->topo, &ip, port, msg->rcv.proto);
-	port = p ? p->index : -1;
+	p = sc_topo_proxy_by_addr(
+			sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto);
+	idx = p ? p->index : -1;
 	lock_release(&sc_shared->lock);
-	return port;
+	return idx;
 }
 
 /* Route entries that name this proxy are consumed. Entries that name

@@ -404,8 +404,18 @@ static int mod_init(void)
 	sc_shared->topo = t;
 	sc_shared->self = self;
 	sc_shared->loaded_at = sc_wall_ms();
-	if(sc_geo_location.len == 0)
-		sc_geo_location = t->proxies[self].geo; /* read-only after fork */
+	if(sc_geo_location.len == 0) {
+		/* a private copy: the topology block is freed on reload */
+		sc_geo_location.s = pkg_malloc(t->proxies[self].geo.len + 1);
+		if(sc_geo_location.s == NULL) {
+			PKG_MEM_ERROR;
+			return -1;
+		}
+		memcpy(sc_geo_location.s, t->proxies[self].geo.s,
+				t->proxies[self].geo.len);
+		sc_geo_location.s[t->proxies[self].geo.len] = '\0';
+		sc_geo_location.len = t->proxies[self].geo.len;
+	}
 
 	if(register_module_stats("sipcluster", mod_stats) != 0) {
 		LM_ERR("cannot register statistics\n");
@@ -649,28 +659,16 @@ static int pv_get_sipcluster(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
 /* ---- cfg functions and KEMI ---- */
 
 
-/* source port matters for UDP/SCTP only: TCP/TLS connections come from
- * ephemeral ports */
-static int sc_msg_src_port(sip_msg_t *msg)
-{
-	if(msg->rcv.proto == PROTO_UDP || msg->rcv.proto == PROTO_SCTP)
-		return msg->rcv.src_port;
-	return 0;
-}
-
 static int ki_sipcluster_seen_request(sip_msg_t *msg)
 {
-	sc_ip_t ip;
 	sc_server_t *s;
 	sc_transition_t tr;
 	int events = 0, prev = -1, ret = -1;
 
 	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
 		return -1;
-	sc_msg_ip(msg, &ip);
 	lock_get(&sc_shared->lock);
-	s = sc_topo_server_by_addr(
-			sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto);
+	s = sc_src_server(msg);
 	if(s != NULL) {
 		sc_pair_t *p = s->pair;
 		ret = 1;
