@@ -42,13 +42,14 @@ int main(int argc, char **argv)
 	char kb[32];
 
 	k = snprintf(doc, sizeof(doc),
-			"<sip-cluster name=\"b\"><proxy name=\"p\" address=\"10.0.0.1\" "
+			"<sip-cluster name=\"b\"><proxy name=\"p\" address=\"127.0.0.1\" "
 			"geo-location=\"dc1\"/>\n");
 	for(i = 0; i < n; i++)
 		k += snprintf(doc + k, sizeof(doc) - k,
 				"<ha-pair name=\"n%d\" geo-location=\"dc1\" weight=\"%d\">"
-				"<server name=\"a%d\" address=\"10.%d.%d.1\" role=\"primary\"/>"
-				"<server name=\"b%d\" address=\"10.%d.%d.2\" role=\"backup\"/>"
+				"<server name=\"a%d\" address=\"127.%d.%d.1\" "
+				"role=\"primary\"/>"
+				"<server name=\"b%d\" address=\"127.%d.%d.2\" role=\"backup\"/>"
 				"</ha-pair>\n",
 				i, 1 + i % 3, i, 1 + i / 250, i % 250, i, 1 + i / 250, i % 250);
 	k += snprintf(doc + k, sizeof(doc) - k, "</sip-cluster>\n");

@@ -239,7 +239,7 @@ class TestRegistrar(unittest.TestCase):
             e.close()
 
     def test_08_kdmq_from_unknown_address_refused(self):
-        body = ('{"action":1,"aor":"evil","ruid":"x-1","c":"sip:evil@6.6.6.6",'
+        body = ('{"action":1,"aor":"evil","ruid":"x-1","c":"sip:evil@127.66.6.6",'
                 '"received":"","path":"","callid":"e","user_agent":"","instance":"",'
                 '"expires":%d,"cseq":1,"flags":0,"cflags":0,"q":-1,"last_modified":0,'
                 '"methods":-1,"reg_id":0,"server_id":9}' % (int(time.time()) + 600))
