@@ -115,7 +115,9 @@ def as_list(v):
 def kamcmd(rundir, *args, check=True, timeout=10):
     cmd = ["kamcmd", "-s", "unix:%s/ctl" % rundir] + [str(a) for a in args]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if check and p.returncode != 0:
+    # kamcmd exits 0 on an RPC fault: read the answer
+    if check and (p.returncode != 0 or p.stdout.startswith("error: ")
+                  or p.stderr.startswith("error: ")):
         raise RuntimeError("%s failed: %s%s" % (" ".join(cmd), p.stdout, p.stderr))
     return p
 
@@ -443,7 +445,7 @@ class Endpoint:
     requests delivered to it on the same socket/connection."""
 
     def __init__(self, src_ip, proxy, user, password="secret", transport="udp",
-                 domain="sipcluster.test", extra_headers=()):
+                 domain="sipcluster.test", extra_headers=(), src_port=0):
         self.proxy = proxy
         self.user = user
         self.password = password
@@ -455,10 +457,11 @@ class Endpoint:
         self.tag = uuid.uuid4().hex[:8]
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind((src_ip, 0))
+            self.sock.bind((src_ip, src_port))
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self.sock.bind((src_ip, 0))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind((src_ip, src_port))
             self.sock.connect(proxy)
         self.ip, self.port = self.sock.getsockname()
         self.buf = b""
@@ -524,7 +527,8 @@ class Endpoint:
         self.buf = self.buf[i + 4 + clen:]
         return msg
 
-    def _register_once(self, expires, auth=None, contact=None, expires_hdr=True):
+    def _register_once(self, expires, auth=None, contact=None, expires_hdr=True,
+                       cparams=""):
         self.cseq += 1
         ruri = "sip:%s" % self.domain
         proto = "UDP" if self.transport == "udp" else "TCP"
@@ -540,7 +544,7 @@ class Endpoint:
         if contact == "*":
             lines.append("Contact: *")
         else:
-            lines.append("Contact: <%s>" % (contact or self.contact))
+            lines.append("Contact: <%s>%s" % (contact or self.contact, cparams))
         if expires_hdr:
             lines.append("Expires: %d" % expires)
         if auth:
@@ -624,3 +628,145 @@ def ul_dump(rundir):
         if m and cur is not None and m.group(1) not in ("AoR", "Contacts", "Contact", "Info"):
             cur.setdefault(m.group(1), m.group(2))
     return res
+
+
+# ---------------------------------------------------------------- hostile helpers
+
+
+import threading
+
+
+class Sink:
+    """A host OUTSIDE the cluster (an address an attacker wants the proxy to
+    relay to): listens on UDP and TCP and records everything it receives.
+    Tests assert that it received nothing."""
+
+    def __init__(self, ip, port=5060):
+        self.ip, self.port = ip, port
+        self.got = []  # (transport, source, first line)
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((ip, port))
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind((ip, port))
+        self.tcp.listen(64)
+        self.stop_ev = threading.Event()
+        self.threads = [threading.Thread(target=self._udp_loop, daemon=True),
+                        threading.Thread(target=self._tcp_loop, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    @property
+    def uri(self):
+        return "sip:%s:%d" % (self.ip, self.port)
+
+    def _udp_loop(self):
+        self.udp.settimeout(0.2)
+        while not self.stop_ev.is_set():
+            try:
+                data, src = self.udp.recvfrom(65535)
+            except (socket.timeout, OSError):
+                continue
+            self.got.append(("udp", src, data.decode(errors="replace").split("\r\n", 1)[0]))
+
+    def _tcp_loop(self):
+        self.tcp.settimeout(0.2)
+        while not self.stop_ev.is_set():
+            try:
+                c, src = self.tcp.accept()
+            except (socket.timeout, OSError):
+                continue
+            c.settimeout(1)
+            try:
+                data = c.recv(65535)
+            except OSError:
+                data = b""
+            self.got.append(("tcp", src, data.decode(errors="replace").split("\r\n", 1)[0]))
+            c.close()
+
+    def close(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(1)
+        self.udp.close()
+        self.tcp.close()
+
+
+def send_raw(text, dst, src_ip, src_port=0, transport="udp", timeout=2.0, want=1):
+    """Send one raw SIP message; return the list of messages received back
+    (up to `want` final replies or until timeout). {LIP}/{LPORT} in text are
+    replaced by the local address."""
+    if transport == "udp":
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src_ip, src_port))
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((src_ip, src_port))
+        s.connect(dst)
+    lip, lport = s.getsockname()
+    data = text.replace("{LIP}", lip).replace("{LPORT}", str(lport))
+    if isinstance(data, str):
+        data = data.encode()
+    if transport == "udp":
+        s.sendto(data, dst)
+    else:
+        s.sendall(data)
+    out = []
+    finals = 0
+    end = time.monotonic() + timeout
+    buf = b""
+    try:
+        while time.monotonic() < end and finals < want:
+            s.settimeout(max(0.05, end - time.monotonic()))
+            try:
+                chunk = s.recv(65535) if transport != "udp" else s.recvfrom(65535)[0]
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            while True:
+                i = buf.find(b"\r\n\r\n")
+                if i < 0:
+                    break
+                head = buf[:i].decode(errors="replace")
+                m = re.search(r"(?im)^(?:Content-Length|l):\s*(\d+)", head)
+                clen = int(m.group(1)) if m else 0
+                if len(buf) < i + 4 + clen:
+                    break
+                msg = buf[:i + 4 + clen].decode(errors="replace")
+                buf = buf[i + 4 + clen:]
+                out.append(msg)
+                c = reply_code(msg) if msg.startswith("SIP/2.0") else None
+                if c and c >= 200:
+                    finals += 1
+    finally:
+        s.close()
+    return out
+
+
+def final_reply(msgs):
+    for m in msgs or []:
+        c = reply_code(m) if m.startswith("SIP/2.0") else None
+        if c and c >= 200:
+            return m
+    return None
+
+
+def sip_msg(first, headers, body=""):
+    """Build a SIP message (CRLF, Content-Length added)."""
+    lines = [first] + list(headers) + ["Content-Length: %d" % len(body), "", ""]
+    return "\r\n".join(lines) + body
+
+
+def core_stat(rundir, name):
+    out = kamcmd(rundir, "stats.get_statistics", name).stdout
+    m = re.search(r"= (-?\d+)", out)
+    return int(m.group(1)) if m else None
+
+
+def shm_used(rundir):
+    out = kamcmd(rundir, "core.shmmem").stdout
+    m = re.search(r"used:\s*(\d+)", out)
+    return int(m.group(1)) if m else None
