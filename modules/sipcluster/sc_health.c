@@ -117,6 +117,7 @@ static void sc_miss(
 
 	s->h.fails++;
 	s->h.last_code = code;
+	s->h.last_fail = wall;
 	h->ping_srv = -1;
 	/* the next ping goes out when this one's time is up */
 	h->next_ping = h->ping_deadline;
@@ -315,6 +316,13 @@ int sc_health_set_server_admin(sc_pair_t *p, int srv, int admin, long long now,
 		*events |= was ? SC_EV_DOWN : SC_EV_UP;
 	}
 	return 0;
+}
+
+int sc_srv_recently_failed(
+		const sc_server_t *s, long long wall, long long window)
+{
+	return s->h.fails > 0 && s->h.last_fail >= s->h.last_answer
+		   && wall - s->h.last_fail < window;
 }
 
 int sc_pair_usable(const sc_pair_t *p)

@@ -43,6 +43,7 @@ typedef struct sc_srv_health
 	int admin;			   /* sc_admin_t */
 	int last_code;		   /* last reply code (or pseudo code), 0 = none yet */
 	long long last_answer; /* wall-clock ms of the last alive answer, 0 never */
+	long long last_fail;   /* wall-clock ms of the last missed probe, 0 never */
 	int fails;			   /* consecutive failed pings */
 	int rtt; /* ms, round-trip of the last answered ping, -1 unknown */
 	unsigned long pings;	/* pings sent to this server */
@@ -71,6 +72,7 @@ typedef struct sc_pair_health
 } sc_pair_health_t;
 
 struct sc_pair;
+struct sc_server;
 
 /* effective timing of one pair, in ms */
 typedef struct sc_hcfg
@@ -121,6 +123,11 @@ int sc_health_set_pair_admin(struct sc_pair *p, int admin, long long now,
 		long long wall, int *events);
 int sc_health_set_server_admin(struct sc_pair *p, int srv, int admin,
 		long long now, long long wall, int *events);
+
+/* A member that missed a probe within the last `window` ms and has not
+ * answered since: no request is failed over to it. */
+int sc_srv_recently_failed(
+		const struct sc_server *s, long long wall, long long window);
 
 /* whether the pair can take traffic, and its active member index (-1) */
 int sc_pair_usable(const struct sc_pair *p);

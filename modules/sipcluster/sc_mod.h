@@ -32,6 +32,7 @@ typedef struct sc_shared
 	sc_sched_t sched_local;	 /* SWRR cycle over local pairs */
 	sc_sched_t sched_remote; /* ... over the other data centers' pairs */
 	int sched_cap;			 /* room in each seq array */
+	unsigned int topo_gen;	 /* bumped on every (re)load */
 } sc_shared_t;
 
 extern sc_shared_t *sc_shared;
@@ -48,6 +49,7 @@ extern str sc_ping_from;
 extern int sc_ping_tick;
 extern str sc_event_route_name;
 extern int sc_cross_dc_failover;
+extern int sc_log_interval;
 
 /* statistics */
 extern stat_var *sc_st_pings;
@@ -61,6 +63,7 @@ extern stat_var *sc_st_unavailable;
 extern stat_var *sc_st_retargeted;
 extern stat_var *sc_st_xgr_used;
 extern stat_var *sc_st_xgr_dropped;
+extern stat_var *sc_st_refused;
 
 /* clocks in ms */
 long long sc_now_ms(void);	/* monotonic */
@@ -93,12 +96,28 @@ int ki_sipcluster_route(sip_msg_t *msg);
 int ki_sipcluster_next(sip_msg_t *msg);
 int ki_sipcluster_record_route(sip_msg_t *msg);
 int ki_sipcluster_dialog(sip_msg_t *msg);
+int ki_sipcluster_loose_route(sip_msg_t *msg);
 int ki_sipcluster_x_genesys_route(sip_msg_t *msg);
-int sc_msg_src_port(sip_msg_t *msg);
+int ki_sipcluster_check_relay(sip_msg_t *msg);
+int ki_sipcluster_deny(sip_msg_t *msg, int code, str *reason);
+int ki_sipcluster_from_server(sip_msg_t *msg);
+int ki_sipcluster_from_proxy(sip_msg_t *msg);
+int ki_sipcluster_from_sbc(sip_msg_t *msg);
+int ki_sipcluster_from_cluster(sip_msg_t *msg);
+int ki_sipcluster_set_socket(sip_msg_t *msg);
+/* this proxy's listen socket for a transport (NULL when none) */
+struct socket_info *sc_own_socket(int proto);
+int ki_sipcluster_seen_request(sip_msg_t *msg);
 sc_server_t *sc_src_server(sip_msg_t *msg); /* lock held */
-int sc_src_is_server(sip_msg_t *msg);
-int sc_src_proxy_index(sip_msg_t *msg);
 void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip);
+/* who sent msg (sc_src_t), computed once per message */
+int sc_msg_src(sip_msg_t *msg);
+/* refuse msg: reply code/reason (stateless) and log it, at most once per
+ * source and log_interval; returns 0 (the script stops) */
+int sc_refuse(sip_msg_t *msg, int code, const char *reason, const char *why);
+/* "sip:ip:port[;transport=x]" of the message's source into buf */
+int sc_src_flow(sip_msg_t *msg, char *buf, int len);
+void sc_route_remember(const char *pair, const char *server);
 extern char sc_route_reason[128];
 
 /* registrar (sc_reg.c) */
@@ -106,6 +125,10 @@ int sc_reg_init(void);
 int sc_reg_child_init(int rank);
 int ki_sipcluster_register(sip_msg_t *msg);
 extern int sc_max_contacts;
+extern int sc_max_expires;
+extern int sc_min_expires;
+extern int sc_default_expires;
+extern int sc_case_sensitive;
 extern str sc_usrloc_domain;
 extern stat_var *sc_st_reg_relayed;
 extern stat_var *sc_st_reg_stored;

@@ -5,7 +5,10 @@
  * the lock it advances every pair's state machine and copies out the pings
  * that are due; it sends them through tm after releasing the lock. The tm
  * callback (any process) hands the outcome back to the state machine. The
- * ping timeout is the state machine's own: tm's fr_timer does not matter.
+ * ping timeout is the state machine's own: when tm sends an OPTIONS
+ * (TMCB_REQUEST_SENT, in the pinger process, before tm arms its timers) the
+ * transaction's final-response timeout becomes the module's timeout plus a
+ * margin, so tm's fr_timer neither cuts a probe short nor keeps it longer.
  *
  * This file is part of sipcluster, a Kamailio module.
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -17,13 +20,18 @@
 #include "../../core/dprint.h"
 #include "../../core/mem/pkg.h"
 #include "../../core/parser/msg_parser.h"
+#include "../../core/timer_ticks.h"
 #include "../../modules/tm/tm_load.h"
+#include "../../modules/tm/h_table.h"
 
 #include "sc_mod.h"
 #include "sc_topo.h"
 #include "sc_health.h"
 
 #define SC_URI_BUF 96
+/* tm's timeout of a probe is the module's plus this (ms): the module
+ * decides first, from its own clock */
+#define SC_PING_MARGIN 250
 
 typedef struct sc_ping_out
 {
@@ -33,6 +41,8 @@ typedef struct sc_ping_out
 	int socklen;
 	unsigned int uid;
 	unsigned int seq;
+	int timeout; /* ms */
+	int transport;
 } sc_ping_out_t;
 
 static struct tm_binds sc_tmb;
@@ -42,6 +52,9 @@ static str sc_options = str_init("OPTIONS");
 static sc_ping_out_t *sc_out = NULL;
 static sc_transition_t *sc_tr = NULL;
 static int sc_out_size = 0;
+/* the module timeout of the OPTIONS being sent (pinger process, set around
+ * t_request(): TMCB_REQUEST_SENT runs inside it) */
+static int sc_ping_cur_timeout = 0;
 
 int sc_ping_init(void)
 {
@@ -102,6 +115,16 @@ static void sc_ping_cb(struct cell *t, int type, struct tmcb_params *ps)
 
 	if(ps == NULL || ps->param == NULL)
 		return;
+	if(type & TMCB_REQUEST_SENT) {
+		if(t != NULL && sc_ping_cur_timeout > 0) {
+			ticks_t now = get_ticks_raw();
+			ticks_t fr = MS_TO_TICKS(sc_ping_cur_timeout + SC_PING_MARGIN);
+			t->fr_timeout = fr;
+			if((s_ticks_t)(t->end_of_life - (now + fr)) < 0)
+				t->end_of_life = now + fr;
+		}
+		return;
+	}
 	key = (unsigned long)(*ps->param);
 	sc_ping_outcome((unsigned int)(key >> 32), (unsigned int)key, ps->code,
 			ps->rpl == FAKED_REPLY);
@@ -133,7 +156,7 @@ static int sc_ping_grow(int n)
 void sc_ping_utimer(unsigned int ticks, void *param)
 {
 	sc_topo_t *t;
-	int i, nout = 0, ntr = 0, nmiss = 0;
+	int i, r, nout = 0, ntr = 0, nmiss = 0;
 	long long now, wall;
 	uac_req_t uac_r;
 	str uri, sock;
@@ -154,7 +177,6 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 		sc_hcfg_t c;
 		sc_ping_t ping;
 		int events = 0, prev, timed_out;
-		sc_proxy_t *self = &t->proxies[sc_shared->self];
 
 		sc_pair_hcfg(p, &c);
 		prev = sc_pair_active_index(p);
@@ -165,12 +187,10 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 			o->urilen = snprintf(
 					o->uri, sizeof(o->uri), "%.*s", s->uri.len, s->uri.s);
 			o->socklen = 0;
-			if(self->transport == s->transport)
-				o->socklen = snprintf(o->sock, sizeof(o->sock), "%s:%.*s:%d",
-						sc_transport_name(self->transport), self->address.len,
-						self->address.s, self->port);
+			o->transport = s->transport;
 			o->uid = s->h.uid;
 			o->seq = ping.seq;
+			o->timeout = ping.timeout;
 		}
 		if(timed_out)
 			nmiss++;
@@ -190,14 +210,26 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 		sc_ping_out_t *o = &sc_out[i];
 		uri.s = o->uri;
 		uri.len = o->urilen;
+		{
+			/* from this proxy's own socket for the server's transport */
+			struct socket_info *si = sc_own_socket(o->transport);
+			if(si != NULL && si->sock_str.len < (int)sizeof(o->sock)) {
+				memcpy(o->sock, si->sock_str.s, si->sock_str.len);
+				o->socklen = si->sock_str.len;
+			}
+		}
 		sock.s = o->sock;
 		sock.len = o->socklen;
-		set_uac_req(&uac_r, &sc_options, 0, 0, 0, TMCB_LOCAL_COMPLETED,
-				sc_ping_cb, sc_key(o->uid, o->seq));
+		set_uac_req(&uac_r, &sc_options, 0, 0, 0,
+				TMCB_LOCAL_COMPLETED | TMCB_REQUEST_SENT, sc_ping_cb,
+				sc_key(o->uid, o->seq));
 		if(o->socklen > 0)
 			uac_r.ssock = &sock;
 		update_stat(sc_st_pings, 1);
-		if(sc_tmb.t_request(&uac_r, &uri, &uri, &sc_ping_from, 0) < 0) {
+		sc_ping_cur_timeout = o->timeout;
+		r = sc_tmb.t_request(&uac_r, &uri, &uri, &sc_ping_from, 0);
+		sc_ping_cur_timeout = 0;
+		if(r < 0) {
 			LM_DBG("cannot send OPTIONS to %.*s\n", uri.len, uri.s);
 			sc_ping_outcome(o->uid, o->seq, SC_CODE_SEND_ERROR, 0);
 		}

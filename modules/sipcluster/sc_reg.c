@@ -2,17 +2,24 @@
  * sipcluster - the cluster registrar
  *
  * sipcluster_register() (request_route, REGISTER from an endpoint or SBC):
+ *   - checks the REGISTER: Call-ID, CSeq, To, Contacts (at most
+ *     max_contacts, "*" only alone with Expires: 0), every Expires value
+ *     strictly numeric; a Path only from an SBC listed in the cluster
+ *     document and only with "Supported: path" (RFC 3327);
  *   - picks the pair for the AoR by rendezvous hashing over the local pairs
  *     in service (a pair leaving moves only its own AoRs), $du = its active
  *     member: the SIP Server authenticates;
  *   - copies what the binding needs from the request (contacts, Call-ID,
  *     CSeq, User-Agent, source flow, socket, Path from an SBC) into one shm
- *     block handed to a tm TMCB_RESPONSE_IN callback.
- * The callback stores the binding(s) in usrloc only on a 2xx of that very
- * transaction, with the expiry the SIP Server granted, a Path that names
- * this proxy with the endpoint's flow (;received=), this proxy's server_id.
- * dmq_usrloc replicates every insert/update/delete to the other proxies.
- * Every reply is relayed by tm as usual.
+ *     block handed to a tm TMCB_RESPONSE_OUT callback.
+ * The callback runs once, for the final reply tm relayed to the endpoint
+ * (what the endpoint was told; a late 200 of an abandoned branch is never
+ * relayed). On a 2xx it applies RFC 3261 10.3: the 200 lists the bindings
+ * that remain, so a request contact the 200 does not list is removed, one
+ * it lists gets the expiry the 200 gives it (its expires parameter, else
+ * the Expires header), within [min_expires, max_expires]. Stored with a
+ * Path naming this proxy with the endpoint's flow (;received=), this
+ * proxy's server_id. dmq_usrloc replicates every insert/update/delete.
  *
  * This file is part of sipcluster, a Kamailio module.
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -27,15 +34,19 @@
 #include "../../core/globals.h"
 #include "../../core/qvalue.h"
 #include "../../core/strutils.h"
+#include "../../core/ut.h"
 #include "../../core/utils/sruid.h"
 #include "../../core/trim.h"
 #include "../../core/dset.h"
+#include "../../core/data_lump_rpl.h"
+#include "../../core/tcp_conn.h"
+#include "../../core/timer_ticks.h"
 #include "../../core/parser/msg_parser.h"
 #include "../../core/parser/parse_uri.h"
 #include "../../core/parser/parse_to.h"
-#include "../../core/parser/parse_expires.h"
 #include "../../core/parser/parse_param.h"
 #include "../../core/parser/parse_methods.h"
+#include "../../core/parser/parse_supported.h"
 #include "../../core/parser/contact/parse_contact.h"
 #include "../../modules/tm/tm_load.h"
 #include "../../modules/usrloc/usrloc.h"
@@ -44,8 +55,13 @@
 #include "sc_topo.h"
 #include "sc_health.h"
 #include "sc_select.h"
+#include "sc_codec.h"
 
+/* contacts one REGISTER may carry, whatever max_contacts says */
 #define SC_REG_MAX_CONTACTS 16
+#define SC_AOR_MAX 256
+/* seconds a registered TCP/TLS flow outlives its binding */
+#define SC_FLOW_GRACE 30
 
 typedef struct sc_reg_contact
 {
@@ -67,7 +83,7 @@ typedef struct sc_reg_ctx
 	sc_reg_contact_t c[SC_REG_MAX_CONTACTS];
 	struct socket_info *sock;
 	int tcpconn_id;
-	char pair[64];
+	char pair[SC_NAME_MAX + 1];
 	char data[]; /* the strings */
 } sc_reg_ctx_t;
 
@@ -78,6 +94,10 @@ static sruid_t sc_sruid;
 static int sc_reg_enabled = 0;
 
 int sc_max_contacts = 10;
+int sc_max_expires = 86400;
+int sc_min_expires = 0;
+int sc_default_expires = 3600;
+int sc_case_sensitive = 0;
 str sc_usrloc_domain = str_init("location");
 
 stat_var *sc_st_reg_relayed = NULL;
@@ -118,40 +138,48 @@ int sc_reg_child_init(int rank)
 	return 0;
 }
 
-/* percent-encode a URI for a URI parameter value (path module compatible) */
-static int sc_escape(const str *in, char *out, int len)
-{
-	str si, so;
-
-	si = *in;
-	so.s = out;
-	so.len = len;
-	if(escape_param(&si, &so) < 0)
-		return -1;
-	return so.len;
-}
-
 /* ---- request side ---- */
 
+/* The AoR exactly as registrar's extract_aor() builds it (so lookup()
+ * finds what we store): the unescaped user, "@" and the host when usrloc
+ * uses domains, the host in lower case; all of it in lower case unless
+ * case_sensitive is 1 (set it like registrar's parameter of that name;
+ * both default to 0). */
 static int sc_reg_aor(sip_msg_t *msg, str *aor, char *buf, int len)
 {
 	struct to_body *to;
 	struct sip_uri pu;
-	int n;
+	str u;
+	int i, ulen;
 
 	if(parse_to_header(msg) < 0 || (to = get_to(msg)) == NULL)
 		return -1;
-	if(parse_uri(to->uri.s, to->uri.len, &pu) < 0 || pu.user.len <= 0)
+	if(parse_uri(to->uri.s, to->uri.len, &pu) < 0)
 		return -1;
-	if(sc_ul.use_domain)
-		n = snprintf(buf, len, "%.*s@%.*s", pu.user.len, pu.user.s, pu.host.len,
-				pu.host.s);
-	else
-		n = snprintf(buf, len, "%.*s", pu.user.len, pu.user.s);
-	if(n <= 0 || n >= len)
+	if(pu.user.len + pu.host.len + 1 >= len || pu.user.len > 64
+			|| pu.host.len > 64)
 		return -1;
-	aor->s = buf;
-	aor->len = n;
+	u.s = buf;
+	u.len = 0;
+	if(un_escape(&pu.user, &u) < 0)
+		return -1;
+	ulen = u.len;
+	if(sc_ul.use_domain) {
+		if(ulen)
+			buf[u.len++] = '@';
+		memcpy(buf + u.len, pu.host.s, pu.host.len);
+		for(i = u.len; i < u.len + pu.host.len; i++)
+			if(buf[i] >= 'A' && buf[i] <= 'Z')
+				buf[i] += 'a' - 'A';
+		u.len += pu.host.len;
+	}
+	if(!sc_case_sensitive)
+		for(i = 0; i < u.len; i++)
+			if(buf[i] >= 'A' && buf[i] <= 'Z')
+				buf[i] += 'a' - 'A';
+	if(u.len <= 0)
+		return -1;
+	*aor = u;
 	return 0;
 }
 
@@ -220,8 +248,9 @@ static int sc_reg_pick(
 		p->h.registers++;
 		p->h.calls++;
 		snprintf(uri, ulen, "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
-		snprintf(pair, 64, "%.*s", p->name.len, p->name.s);
-		snprintf(server, 64, "%.*s", p->srv[a]->name.len, p->srv[a]->name.s);
+		snprintf(pair, SC_NAME_MAX + 1, "%.*s", p->name.len, p->name.s);
+		snprintf(server, SC_NAME_MAX + 1, "%.*s", p->srv[a]->name.len,
+				p->srv[a]->name.s);
 	}
 	return 0;
 }
@@ -260,20 +289,51 @@ static int sc_reg_would_exceed(sc_reg_ctx_t *x)
 	return n > sc_max_contacts;
 }
 
-/* remember the branch for sipcluster_next(): shared with sc_route.c */
-void sc_route_remember(const char *pair, const char *server);
+/* the strict value of an Expires header or ;expires= parameter */
+static int sc_expires_of(str *s, int *out)
+{
+	unsigned int v;
+
+	if(sc_expires_parse(s->s, s->len, &v) < 0)
+		return -1;
+	*out = v > 0x7fffffff ? 0x7fffffff : (int)v;
+	return 0;
+}
+
+/* our Path entry: this proxy, with the flow it holds (;received=) */
+static int sc_reg_our_path(str *rcv, char *buf, int len)
+{
+	char esc[SC_FLOW_MAX * 3 + 1];
+	sc_proxy_t *self;
+	int n, plen;
+
+	n = sc_flow_encode(rcv, esc, sizeof(esc));
+	if(n <= 0)
+		return -1;
+	lock_get(&sc_shared->lock);
+	self = &sc_shared->topo->proxies[sc_shared->self];
+	plen = snprintf(buf, len, "<sip:%s%.*s%s:%d;%slr;received=%.*s>",
+			self->ip.af == AF_INET6 ? "[" : "", self->address.len,
+			self->address.s, self->ip.af == AF_INET6 ? "]" : "", self->port,
+			self->transport == SC_TP_TCP	? "transport=tcp;"
+			: self->transport == SC_TP_TLS	? "transport=tls;"
+			: self->transport == SC_TP_SCTP ? "transport=sctp;"
+											: "",
+			n, esc);
+	lock_release(&sc_shared->lock);
+	return (plen > 0 && plen < len) ? plen : -1;
+}
 
 int ki_sipcluster_register(sip_msg_t *msg)
 {
-	char aorbuf[256], uri[96], pair[64], server[64], rcv[128];
-	char ourpath[512], esc[300];
+	char aorbuf[SC_AOR_MAX], uri[256], pair[SC_NAME_MAX + 1];
+	char server[SC_NAME_MAX + 1], rcv[SC_FLOW_MAX + 1], ourpath[512];
 	str aor, rcvs, s;
 	contact_t *ct;
 	struct hdr_field *h;
 	sc_reg_ctx_t *x;
-	int size, n, i, r, plen = 0;
+	int size, i, r, plen, src, expires_hdr = -1, ncontacts = 0, star = 0;
 	char *p;
-	sc_proxy_t *self;
 	struct sip_uri pu;
 
 	if(!sc_reg_enabled) {
@@ -284,44 +344,79 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	if(msg->first_line.type != SIP_REQUEST
 			|| msg->first_line.u.request.method_value != METHOD_REGISTER)
 		return -1;
-	if(parse_headers(msg, HDR_EOH_F, 0) < 0) {
-		LM_ERR("cannot parse REGISTER\n");
-		return -1;
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
+		return sc_refuse(msg, 400, "Bad Request", "unparsable REGISTER");
+	if(msg->callid == NULL || msg->cseq == NULL || msg->to == NULL)
+		return sc_refuse(msg, 400, "Bad Request",
+				"REGISTER without Call-ID, CSeq or To");
+	if(sc_reg_aor(msg, &aor, aorbuf, sizeof(aorbuf)) < 0)
+		return sc_refuse(
+				msg, 400, "Bad To header", "REGISTER without a usable To URI");
+
+	/* Path: only from a listed SBC, and only when the UA supports it */
+	src = sc_msg_src(msg);
+	if(msg->path != NULL) {
+		if(src != SC_SRC_SBC)
+			return sc_refuse(msg, 403, "Path not allowed",
+					"REGISTER with a Path header from a source that is "
+					"not an SBC of the cluster document");
+		if(parse_supported(msg) < 0
+				|| !(get_supported(msg) & F_OPTION_TAG_PATH)) {
+			add_lump_rpl(msg, "Unsupported: path\r\n", 19, LUMP_RPL_HDR);
+			return sc_refuse(msg, 420, "Bad Extension",
+					"REGISTER with a Path header but without "
+					"\"Supported: path\"");
+		}
 	}
-	if(sc_reg_aor(msg, &aor, aorbuf, sizeof(aorbuf)) < 0) {
-		LM_NOTICE("REGISTER from %s:%d without a usable To URI\n",
-				ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port);
-		return -2;
-	}
-	if(msg->callid == NULL || msg->cseq == NULL) {
-		return -2;
+
+	/* every expiry strictly numeric */
+	if(msg->expires) {
+		if(sc_expires_of(&msg->expires->body, &expires_hdr) < 0)
+			return sc_refuse(msg, 400, "Invalid Expires",
+					"REGISTER with a non-numeric Expires header");
 	}
 	if(parse_contact_headers(msg) < 0)
-		return -2;
+		return sc_refuse(msg, 400, "Bad Contact", "unparsable Contact");
+	for(h = msg->contact; h; h = next_sibling_hdr(h)) {
+		contact_body_t *cb = (contact_body_t *)h->parsed;
+		if(cb == NULL)
+			continue;
+		if(cb->star)
+			star++;
+		for(ct = cb->contacts; ct; ct = ct->next) {
+			int e;
+			ncontacts++;
+			if(ct->expires && sc_expires_of(&ct->expires->body, &e) < 0)
+				return sc_refuse(msg, 400, "Invalid expires parameter",
+						"REGISTER with a non-numeric ;expires= parameter");
+			if(parse_uri(ct->uri.s, ct->uri.len, &pu) < 0)
+				return sc_refuse(msg, 400, "Bad Contact URI",
+						"REGISTER with an unparsable Contact URI");
+		}
+	}
+	if(star && (ncontacts > 0 || star > 1 || expires_hdr != 0))
+		return sc_refuse(msg, 400, "Invalid Contact *",
+				"REGISTER with \"Contact: *\" not alone or without "
+				"\"Expires: 0\"");
+	if(ncontacts > SC_REG_MAX_CONTACTS
+			|| (sc_max_contacts > 0 && ncontacts > sc_max_contacts)) {
+		update_stat(sc_st_reg_refused, 1);
+		return sc_refuse(msg, 403, "Too many contacts",
+				"REGISTER with more contacts than max_contacts");
+	}
+
 	if(get_src_uri(msg, 0, &rcvs) < 0 || rcvs.len >= (int)sizeof(rcv))
 		return -1;
 	memcpy(rcv, rcvs.s, rcvs.len);
 	rcv[rcvs.len] = '\0';
 	rcvs.s = rcv;
+	plen = sc_reg_our_path(&rcvs, ourpath, sizeof(ourpath));
+	if(plen < 0)
+		return -1;
 
-	/* our Path entry: this proxy, with the endpoint's (or SBC's) flow */
 	lock_get(&sc_shared->lock);
-	self = &sc_shared->topo->proxies[sc_shared->self];
-	n = sc_escape(&rcvs, esc, sizeof(esc) - 1);
-	if(n > 0)
-		plen = snprintf(ourpath, sizeof(ourpath),
-				"<sip:%s%.*s%s:%d;%slr;received=%.*s>",
-				self->ip.af == AF_INET6 ? "[" : "", self->address.len,
-				self->address.s, self->ip.af == AF_INET6 ? "]" : "", self->port,
-				self->transport == SC_TP_TCP	? "transport=tcp;"
-				: self->transport == SC_TP_TLS	? "transport=tls;"
-				: self->transport == SC_TP_SCTP ? "transport=sctp;"
-												: "",
-				n, esc);
 	r = sc_reg_pick(&aor, uri, sizeof(uri), pair, server);
 	lock_release(&sc_shared->lock);
-	if(plen <= 0 || plen >= (int)sizeof(ourpath))
-		return -1;
 	if(r < 0) {
 		update_stat(sc_st_unavailable, 1);
 		return -1;
@@ -376,34 +471,18 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	x->cseq = 0;
 	if(str2int(&get_cseq(msg)->number, (unsigned int *)&x->cseq) < 0)
 		x->cseq = 0;
-	x->expires_hdr = -1;
-	if(msg->expires) {
-		if(msg->expires->parsed == NULL)
-			parse_expires(msg->expires);
-		if(msg->expires->parsed)
-			x->expires_hdr = ((exp_body_t *)msg->expires->parsed)->val;
-	}
+	x->expires_hdr = expires_hdr;
+	x->star = star;
 	for(h = msg->contact; h; h = next_sibling_hdr(h)) {
 		contact_body_t *cb = (contact_body_t *)h->parsed;
 		if(cb == NULL)
 			continue;
-		if(cb->star)
-			x->star = 1;
 		for(ct = cb->contacts; ct; ct = ct->next) {
-			if(x->ncontacts >= SC_REG_MAX_CONTACTS) {
-				LM_WARN("REGISTER for %.*s: more than %d contacts, the rest is "
-						"ignored\n",
-						aor.len, aor.s, SC_REG_MAX_CONTACTS);
-				break;
-			}
 			i = x->ncontacts++;
 			SC_CP(x->c[i].uri, ct->uri);
 			x->c[i].expires = -1;
-			if(ct->expires && ct->expires->body.len > 0) {
-				unsigned int e;
-				if(str2int(&ct->expires->body, &e) == 0)
-					x->c[i].expires = (int)e;
-			}
+			if(ct->expires)
+				sc_expires_of(&ct->expires->body, &x->c[i].expires);
 		}
 	}
 #undef SC_CP
@@ -411,24 +490,14 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	x->tcpconn_id =
 			(msg->rcv.proto == PROTO_UDP) ? -1 : msg->rcv.proto_reserved1;
 	snprintf(x->pair, sizeof(x->pair), "%s", pair);
-	/* contacts must be SIP URIs */
-	for(i = 0; i < x->ncontacts; i++) {
-		if(parse_uri(x->c[i].uri.s, x->c[i].uri.len, &pu) < 0) {
-			LM_NOTICE("REGISTER for %.*s: bad contact URI\n", aor.len, aor.s);
-			shm_free(x);
-			return -2;
-		}
-	}
 	if(sc_reg_would_exceed(x)) {
-		LM_NOTICE("REGISTER for %.*s refused: more than max_contacts (%d) "
-				  "bindings\n",
-				aor.len, aor.s, sc_max_contacts);
-		update_stat(sc_st_reg_refused, 1);
 		shm_free(x);
-		return -3;
+		update_stat(sc_st_reg_refused, 1);
+		return sc_refuse(msg, 503, "Too many registered contacts",
+				"the AoR would have more than max_contacts bindings");
 	}
 	if(sc_reg_tmb.register_tmcb(
-			   msg, 0, TMCB_RESPONSE_IN, sc_reg_cb, x, sc_reg_free)
+			   msg, 0, TMCB_RESPONSE_OUT, sc_reg_cb, x, sc_reg_free)
 			<= 0) {
 		LM_ERR("cannot register the REGISTER reply callback\n");
 		shm_free(x);
@@ -448,13 +517,13 @@ int ki_sipcluster_register(sip_msg_t *msg)
 
 /* ---- reply side ---- */
 
-/* the expiry the SIP Server granted to request contact c */
+/* RFC 3261 10.3: the expiry the 200 gives request contact i; 0 when the
+ * 200 does not list it (the binding does not remain) */
 static int sc_granted(sc_reg_ctx_t *x, int i, sip_msg_t *rpl)
 {
 	struct hdr_field *h;
 	contact_t *ct;
-	unsigned int e;
-	int nrc = 0, single = -1;
+	int e;
 
 	for(h = rpl->contact; h; h = next_sibling_hdr(h)) {
 		contact_body_t *cb;
@@ -462,32 +531,32 @@ static int sc_granted(sc_reg_ctx_t *x, int i, sip_msg_t *rpl)
 			continue;
 		cb = (contact_body_t *)h->parsed;
 		for(ct = cb->contacts; ct; ct = ct->next) {
-			int ce = -1;
-			nrc++;
-			if(ct->expires && str2int(&ct->expires->body, &e) == 0)
-				ce = (int)e;
-			if(ct->uri.len == x->c[i].uri.len
-					&& memcmp(ct->uri.s, x->c[i].uri.s, ct->uri.len) == 0) {
-				if(ce >= 0)
-					return ce;
-			}
-			single = ce;
+			if(cmp_uri_str(&ct->uri, &x->c[i].uri) != 0)
+				continue;
+			if(ct->expires && sc_expires_of(&ct->expires->body, &e) == 0)
+				return e;
+			if(rpl->expires && sc_expires_of(&rpl->expires->body, &e) == 0)
+				return e;
+			return sc_default_expires;
 		}
 	}
-	/* one contact each way: the SIP Server rewrote the URI */
-	if(nrc == 1 && x->ncontacts == 1 && single >= 0)
-		return single;
-	if(rpl->expires) {
-		if(rpl->expires->parsed == NULL)
-			parse_expires(rpl->expires);
-		if(rpl->expires->parsed)
-			return ((exp_body_t *)rpl->expires->parsed)->val;
-	}
-	if(x->c[i].expires >= 0)
-		return x->c[i].expires;
-	if(x->expires_hdr >= 0)
-		return x->expires_hdr;
-	return 3600;
+	return 0;
+}
+
+/* a registered TCP/TLS flow lives as long as its binding (the default
+ * tcp_connection_lifetime is short, for connections nobody registered) */
+static void sc_reg_keep_flow(int conid, int secs)
+{
+	struct tcp_connection *con;
+
+	if(conid <= 0 || secs <= 0)
+		return;
+	con = tcpconn_get(conid, 0, 0, 0, 0);
+	if(con == NULL)
+		return;
+	con->lifetime = S_TO_TICKS(secs + SC_FLOW_GRACE);
+	con->timeout = get_ticks_raw() + con->lifetime;
+	tcpconn_put(con);
 }
 
 static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
@@ -495,7 +564,7 @@ static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
 	urecord_t *r = NULL;
 	ucontact_t *c = NULL;
 	ucontact_info_t ci;
-	int i, res, granted, stored = 0, removed = 0, count;
+	int i, res, granted, stored = 0, removed = 0, count, longest = 0;
 	time_t now = time(NULL);
 	str ua = x->ua.len ? x->ua : (str)str_init("n/a");
 
@@ -523,7 +592,8 @@ static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
 		}
 	}
 	for(i = 0; i < x->ncontacts; i++) {
-		granted = sc_granted(x, i, rpl);
+		granted = (int)sc_expires_clamp((unsigned int)sc_granted(x, i, rpl),
+				(unsigned int)sc_min_expires, (unsigned int)sc_max_expires);
 		c = NULL;
 		res = sc_ul.get_ucontact(
 				r, &x->c[i].uri, &x->callid, &x->path, x->cseq, &c);
@@ -588,6 +658,8 @@ static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
 			}
 		}
 		stored++;
+		if(granted > longest)
+			longest = granted;
 		LM_DBG("binding %.*s of %.*s stored for %d s via %s\n", x->c[i].uri.len,
 				x->c[i].uri.s, x->aor.len, x->aor.s, granted, x->pair);
 	}
@@ -599,8 +671,11 @@ done:
 		update_stat(sc_st_reg_stored, stored);
 	if(removed)
 		update_stat(sc_st_reg_removed, removed);
+	if(longest > 0)
+		sc_reg_keep_flow(x->tcpconn_id, longest);
 }
 
+/* TMCB_RESPONSE_OUT: the final reply tm relayed to the endpoint */
 static void sc_reg_cb(struct cell *t, int type, struct tmcb_params *ps)
 {
 	sc_reg_ctx_t *x;
@@ -608,14 +683,22 @@ static void sc_reg_cb(struct cell *t, int type, struct tmcb_params *ps)
 	if(ps == NULL || ps->param == NULL || *ps->param == NULL)
 		return;
 	x = (sc_reg_ctx_t *)(*ps->param);
-	if(ps->rpl == NULL || ps->rpl == FAKED_REPLY)
-		return;
 	if(ps->code < 200)
 		return;
 	if(ps->code >= 300) {
 		/* 401/407 challenges, 403, 423, 5xx: relayed, nothing stored */
 		if(ps->code != 401 && ps->code != 407)
 			update_stat(sc_st_reg_refused, 1);
+		return;
+	}
+	/* a 2xx tm made up itself is not the SIP Server's */
+	if(ps->rpl == NULL || ps->rpl == FAKED_REPLY)
+		return;
+	if(ps->rpl->msg_flags & FL_SHM_CLONE) {
+		/* a 2xx is relayed as it arrives, from the pkg copy: never here */
+		LM_WARN("2xx to REGISTER of %.*s not stored: reply is a "
+				"transaction copy\n",
+				x->aor.len, x->aor.s);
 		return;
 	}
 	if(parse_headers(ps->rpl, HDR_EOH_F, 0) < 0) {

@@ -7,11 +7,20 @@
  *  sipcluster_next()          failure_route: the partner member, then the
  *                             next pair (the failed member is probed at once)
  *  sipcluster_record_route()  branch_route: Record-Route with ;scp=<pair>
- *  sipcluster_dialog()        in-dialog request: consume our Route (any
- *                             proxy of the cluster), send it to the pinned
- *                             pair's active member
+ *                             (and its MAC) and ;scf=<the endpoint's flow>
+ *  sipcluster_loose_route()   the Route set of an initial request
+ *  sipcluster_dialog()        in-dialog request: the Route set, then the
+ *                             pinned pair's active member (from endpoints)
+ *                             or the next hop / the endpoint's flow (from
+ *                             the cluster)
  *  sipcluster_x_genesys_route() honour X-Genesys-Route from a SIP Server,
  *                             strip it from anybody else
+ *  sipcluster_check_relay()   onsend_route: an outsider's request leaves
+ *                             only towards a cluster SIP Server
+ *
+ * The trust rule (who may send a request where) is one function,
+ * sc_route_plan() in sc_codec.c; this file feeds it the classified Route
+ * entries and the source of the message (sc_msg_src(), once per message).
  *
  * Per-transaction memory is one xavp, $xavp(sipcluster), with children
  * "cur" (server name of the current branch) and "tried" (";name;name;" of
@@ -29,6 +38,8 @@
 #include "../../core/dset.h"
 #include "../../core/xavp.h"
 #include "../../core/data_lump.h"
+#include "../../core/forward.h"
+#include "../../core/onsend.h"
 #include "../../core/parser/msg_parser.h"
 #include "../../core/parser/parse_uri.h"
 #include "../../core/parser/parse_rr.h"
@@ -37,26 +48,38 @@
 #include "../../core/trim.h"
 #include "../../core/strutils.h"
 #include "../../modules/rr/api.h"
+#include "../../modules/sl/sl.h"
 
 #include "sc_mod.h"
 #include "sc_topo.h"
 #include "sc_health.h"
 #include "sc_select.h"
+#include "sc_codec.h"
 
 #define SC_TRIED_MAX 1024
+#define SC_URI_BUF 256
+#define SC_PIN_BUF (SC_NAME_MAX + SC_MAC_HEX + 2)
+/* Route entries one request may carry */
+#define SC_ROUTES_MAX 64
 
 static struct rr_binds sc_rrb;
+static sl_api_t sc_slb;
 static str sc_xavp_root = str_init("sipcluster");
 static str sc_xavp_cur = str_init("cur");
 static str sc_xavp_tried = str_init("tried");
 static str sc_xgr_name = str_init("X-Genesys-Route");
 
 char sc_route_reason[128] = "";
+int sc_log_interval = 60;
 
 int sc_route_init(void)
 {
 	if(load_rr_api(&sc_rrb) < 0) {
 		LM_ERR("cannot bind the rr API: load rr.so before sipcluster.so\n");
+		return -1;
+	}
+	if(sl_load_api(&sc_slb) < 0) {
+		LM_ERR("cannot bind the sl API: load sl.so before sipcluster.so\n");
 		return -1;
 	}
 	return 0;
@@ -69,14 +92,7 @@ void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip)
 	memcpy(ip->ip, msg->rcv.src_ip.u.addr, msg->rcv.src_ip.len);
 }
 
-/* the source port identifies a member for UDP/SCTP only: TCP/TLS
- * connections come from ephemeral ports */
-int sc_msg_src_port(sip_msg_t *msg)
-{
-	if(msg->rcv.proto == PROTO_UDP || msg->rcv.proto == PROTO_SCTP)
-		return msg->rcv.src_port;
-	return 0;
-}
+/* ---- who sent it ---- */
 
 /* the configured SIP Server the message comes from; lock held */
 sc_server_t *sc_src_server(sip_msg_t *msg)
@@ -84,18 +100,407 @@ sc_server_t *sc_src_server(sip_msg_t *msg)
 	sc_ip_t ip;
 
 	sc_msg_ip(msg, &ip);
-	return sc_topo_server_by_addr(
-			sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto);
+	return sc_topo_server_by_src(
+			sc_shared->topo, &ip, msg->rcv.src_port, msg->rcv.proto);
 }
 
-int sc_src_is_server(sip_msg_t *msg)
+/* per process: the class of the last message asked about */
+static struct
 {
-	int r;
+	unsigned int id;
+	int pid;
+	unsigned int gen;
+	int src;
+} sc_src_cache = {0, 0, 0, -1};
 
+int sc_msg_src(sip_msg_t *msg)
+{
+	sc_topo_t *t;
+	sc_ip_t ip;
+	int src = SC_SRC_OUTSIDER;
+	unsigned int gen;
+
+	if(msg == NULL || msg == FAKED_REPLY)
+		return SC_SRC_OUTSIDER;
+	if(sc_src_cache.src >= 0 && sc_src_cache.id == msg->id
+			&& sc_src_cache.pid == msg->pid
+			&& sc_src_cache.gen == sc_shared->topo_gen)
+		return sc_src_cache.src;
+	sc_msg_ip(msg, &ip);
 	lock_get(&sc_shared->lock);
-	r = sc_src_server(msg) != NULL;
+	t = sc_shared->topo;
+	gen = sc_shared->topo_gen;
+	if(sc_topo_server_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
+		src = SC_SRC_SERVER;
+	else if(sc_topo_proxy_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
+		src = SC_SRC_PROXY;
+	else if(sc_topo_sbc_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
+		src = SC_SRC_SBC;
 	lock_release(&sc_shared->lock);
-	return r;
+	sc_src_cache.id = msg->id;
+	sc_src_cache.pid = msg->pid;
+	sc_src_cache.gen = gen;
+	sc_src_cache.src = src;
+	return src;
+}
+
+int ki_sipcluster_from_server(sip_msg_t *msg)
+{
+	return sc_msg_src(msg) == SC_SRC_SERVER ? 1 : -1;
+}
+
+int ki_sipcluster_from_proxy(sip_msg_t *msg)
+{
+	return sc_msg_src(msg) == SC_SRC_PROXY ? 1 : -1;
+}
+
+int ki_sipcluster_from_cluster(sip_msg_t *msg)
+{
+	return sc_src_trusted(sc_msg_src(msg)) ? 1 : -1;
+}
+
+int ki_sipcluster_from_sbc(sip_msg_t *msg)
+{
+	return sc_msg_src(msg) == SC_SRC_SBC ? 1 : -1;
+}
+
+int sc_src_flow(sip_msg_t *msg, char *buf, int len)
+{
+	const char *tp;
+	int v6 = (msg->rcv.src_ip.af == AF_INET6), n;
+
+	switch(msg->rcv.proto) {
+		case PROTO_TCP:
+			tp = ";transport=tcp";
+			break;
+		case PROTO_TLS:
+			tp = ";transport=tls";
+			break;
+		case PROTO_SCTP:
+			tp = ";transport=sctp";
+			break;
+		default:
+			tp = "";
+	}
+	n = snprintf(buf, len, "sip:%s%s%s:%d%s", v6 ? "[" : "",
+			ip_addr2a(&msg->rcv.src_ip), v6 ? "]" : "", msg->rcv.src_port, tp);
+	return (n > 0 && n < len) ? n : -1;
+}
+
+/* ---- this proxy's own sockets ---- */
+
+/* per process: the listen socket of this proxy (its address in the
+ * document) for each transport */
+static struct
+{
+	unsigned int gen;
+	struct socket_info *si[SC_TP_SCTP + 1];
+	int looked[SC_TP_SCTP + 1];
+} sc_socks;
+
+struct socket_info *sc_own_socket(int proto)
+{
+	sc_proxy_t *self;
+	char host[64];
+	str h;
+	int port;
+
+	if(proto < SC_TP_UDP || proto > SC_TP_SCTP)
+		proto = SC_TP_UDP;
+	if(sc_socks.gen != sc_shared->topo_gen) {
+		memset(&sc_socks, 0, sizeof(sc_socks));
+		sc_socks.gen = sc_shared->topo_gen;
+	}
+	if(sc_socks.looked[proto])
+		return sc_socks.si[proto];
+	lock_get(&sc_shared->lock);
+	self = &sc_shared->topo->proxies[sc_shared->self];
+	snprintf(host, sizeof(host), "%.*s", self->address.len, self->address.s);
+	port = self->port;
+	lock_release(&sc_shared->lock);
+	h.s = host;
+	h.len = strlen(host);
+	sc_socks.si[proto] = grep_sock_info(&h, port, proto);
+	if(sc_socks.si[proto] == NULL)
+		sc_socks.si[proto] = grep_sock_info(&h, 0, proto);
+	sc_socks.looked[proto] = 1;
+	return sc_socks.si[proto];
+}
+
+/* requests leave from this proxy's own address and port (with
+ * tcp_reuse_port also over TCP/TLS): the next hop knows who sends */
+static void sc_force_socket(sip_msg_t *msg, int proto)
+{
+	struct socket_info *si = sc_own_socket(proto);
+
+	if(si != NULL)
+		set_force_socket(msg, si);
+}
+
+/* the transport a URI asks for (UDP when it names none) */
+static int sc_uri_proto(str *uri)
+{
+	struct sip_uri pu;
+
+	if(uri == NULL || uri->len <= 0 || parse_uri(uri->s, uri->len, &pu) < 0)
+		return SC_TP_UDP;
+	if(pu.proto != PROTO_NONE)
+		return pu.proto;
+	return (pu.type == SIPS_URI_T) ? SC_TP_TLS : SC_TP_UDP;
+}
+
+int ki_sipcluster_set_socket(sip_msg_t *msg)
+{
+	if(msg->force_send_socket != NULL)
+		return 1;
+	sc_force_socket(msg,
+			sc_uri_proto(msg->dst_uri.len > 0 ? &msg->dst_uri : GET_RURI(msg)));
+	return 1;
+}
+
+/* ---- refusing, with logs an outage or an attack cannot flood ---- */
+
+#define SC_RL_SLOTS 256
+
+/* per process: when each source (hashed) was last logged */
+static struct
+{
+	sc_ip_t ip;
+	long long last;
+	unsigned int suppressed;
+} sc_rl[SC_RL_SLOTS];
+
+/* 1 when this source may be logged now; *suppressed = lines skipped since */
+static int sc_rl_allow(sip_msg_t *msg, unsigned int *suppressed)
+{
+	sc_ip_t ip;
+	unsigned int h = 2166136261u;
+	int i, n;
+	long long now = sc_now_ms();
+
+	sc_msg_ip(msg, &ip);
+	n = ip.af == AF_INET6 ? 16 : 4;
+	for(i = 0; i < n; i++) {
+		h ^= ip.ip[i];
+		h *= 16777619u;
+	}
+	h %= SC_RL_SLOTS;
+	*suppressed = 0;
+	if(sc_ip_eq(&sc_rl[h].ip, &ip) && sc_rl[h].last != 0
+			&& now - sc_rl[h].last < (long long)sc_log_interval * 1000) {
+		sc_rl[h].suppressed++;
+		return 0;
+	}
+	if(sc_ip_eq(&sc_rl[h].ip, &ip))
+		*suppressed = sc_rl[h].suppressed;
+	sc_rl[h].ip = ip;
+	sc_rl[h].last = now;
+	sc_rl[h].suppressed = 0;
+	return 1;
+}
+
+static void sc_refuse_log(sip_msg_t *msg, int code, const char *why)
+{
+	unsigned int sup;
+
+	update_stat(sc_st_refused, 1);
+	if(!sc_rl_allow(msg, &sup))
+		return;
+	if(msg->first_line.type == SIP_REQUEST)
+		LM_NOTICE("refused %.*s from %s:%d (%s) with %d: %s%s%.0u%s\n",
+				msg->first_line.u.request.method.len,
+				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
+				msg->rcv.src_port, proto2a(msg->rcv.proto), code, why,
+				sup ? " [" : "", sup,
+				sup ? " more from this source not logged]" : "");
+	else
+		LM_NOTICE("dropped a reply from %s:%d (%s): %s\n",
+				ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port,
+				proto2a(msg->rcv.proto), why);
+}
+
+int sc_refuse(sip_msg_t *msg, int code, const char *reason, const char *why)
+{
+	str r;
+
+	sc_refuse_log(msg, code, why);
+	if(msg->first_line.type == SIP_REQUEST
+			&& msg->first_line.u.request.method_value != METHOD_ACK) {
+		r.s = (char *)reason;
+		r.len = strlen(reason);
+		if(sc_slb.freply(msg, code, &r) < 0)
+			LM_ERR("cannot send the %d reply\n", code);
+	}
+	return 0;
+}
+
+int ki_sipcluster_deny(sip_msg_t *msg, int code, str *reason)
+{
+	char rb[128], why[160];
+
+	if(code < 300 || code > 699)
+		code = 403;
+	snprintf(rb, sizeof(rb), "%.*s", reason->len, reason->s);
+	snprintf(why, sizeof(why), "%s (cfg)", rb);
+	return sc_refuse(msg, code, rb, why);
+}
+
+/* ---- the Route set ---- */
+
+/* what the Route set of the current message decided (per process, for the
+ * message being routed: computed once, lumps added once) */
+typedef struct sc_rset
+{
+	unsigned int id;
+	int pid;
+	int valid;
+	int src;
+	int verdict;
+	int consumed;
+	int has_next;
+	char next[SC_URI_BUF]; /* the next hop: a Route entry kept in place */
+	int next_kind;
+	sc_ip_t next_ip; /* the next entry's address when it is an IP */
+	int next_port;
+	char pin[SC_PIN_BUF];		/* ;scp= of a consumed cluster entry */
+	char flow[SC_FLOW_MAX + 1]; /* ;scf= or ;received= of our own entry */
+	int flow_len;
+} sc_rset_t;
+
+static sc_rset_t sc_rs;
+
+typedef struct sc_rentry
+{
+	struct hdr_field *h;
+	rr_t *r;
+	int kind;
+	sc_ip_t ip;
+	int port;
+	int has_ip;
+	str params;
+} sc_rentry_t;
+
+/* remove the first k entries of e[] from the message with one lump per
+ * header */
+static int sc_rset_remove(sip_msg_t *msg, sc_rentry_t *e, int n, int k)
+{
+	int i = 0, off, len;
+
+	while(i < k) {
+		struct hdr_field *h = e[i].h;
+		int j = i;
+		while(j < n && e[j].h == h)
+			j++;
+		/* entries i..j-1 belong to h */
+		if(j <= k) {
+			off = h->name.s - msg->buf;
+			len = h->len;
+		} else {
+			off = e[i].r->nameaddr.name.s - msg->buf;
+			len = e[k].r->nameaddr.name.s - e[i].r->nameaddr.name.s;
+		}
+		if(del_lump(msg, off, len, 0) == NULL) {
+			LM_ERR("cannot remove a Route header\n");
+			return -1;
+		}
+		i = j;
+	}
+	return 0;
+}
+
+static sc_rset_t *sc_rset_get(sip_msg_t *msg)
+{
+	sc_rentry_t e[SC_ROUTES_MAX];
+	int kinds[SC_ROUTES_MAX];
+	struct hdr_field *h;
+	struct sip_uri pu;
+	rr_t *r;
+	int n = 0, i, self;
+	sc_plan_t plan;
+	sc_topo_t *t;
+	str v;
+
+	if(sc_rs.valid && sc_rs.id == msg->id && sc_rs.pid == msg->pid)
+		return &sc_rs;
+	memset(&sc_rs, 0, sizeof(sc_rs));
+	sc_rs.src = sc_msg_src(msg);
+	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
+		return NULL;
+	for(h = msg->route; h; h = next_sibling_hdr(h)) {
+		if(h->parsed == NULL && parse_rr(h) < 0)
+			return NULL;
+		for(r = (rr_t *)h->parsed; r; r = r->next) {
+			if(n >= SC_ROUTES_MAX) {
+				LM_DBG("more than %d Route entries\n", SC_ROUTES_MAX);
+				return NULL;
+			}
+			memset(&e[n], 0, sizeof(e[n]));
+			e[n].h = h;
+			e[n].r = r;
+			if(parse_uri(r->nameaddr.uri.s, r->nameaddr.uri.len, &pu) < 0)
+				return NULL;
+			e[n].params = pu.params;
+			e[n].port = pu.port_no ? pu.port_no : SC_DEFAULT_PORT;
+			e[n].has_ip = (sc_ip_parse(pu.host.s, pu.host.len, &e[n].ip) == 0);
+			e[n].kind = SC_HOP_FOREIGN;
+			if(check_self(&pu.host, pu.port_no ? pu.port_no : SIP_PORT, 0) == 1)
+				e[n].kind = SC_HOP_SELF;
+			n++;
+		}
+	}
+	lock_get(&sc_shared->lock);
+	t = sc_shared->topo;
+	self = sc_shared->self;
+	for(i = 0; i < n; i++) {
+		sc_proxy_t *px;
+		if(e[i].kind == SC_HOP_SELF || !e[i].has_ip)
+			continue;
+		px = sc_topo_proxy_by_addr(t, &e[i].ip, e[i].port, 0);
+		if(px != NULL)
+			e[i].kind = (px->index == self) ? SC_HOP_SELF : SC_HOP_PROXY;
+		else if(sc_topo_server_by_addr(t, &e[i].ip, e[i].port, 0) != NULL)
+			e[i].kind = SC_HOP_SERVER;
+	}
+	lock_release(&sc_shared->lock);
+	for(i = 0; i < n; i++)
+		kinds[i] = e[i].kind;
+	sc_route_plan(sc_rs.src, kinds, n, &plan);
+	sc_rs.verdict = plan.verdict;
+	sc_rs.consumed = plan.consume;
+	if(plan.verdict == SC_PLAN_OK) {
+		for(i = 0; i < plan.consume; i++) {
+			/* the pin of a cluster proxy's entry (ours or another's) */
+			if(sc_rs.pin[0] == '\0'
+					&& sc_uri_param(&e[i].params, SC_RR_PARAM, &v) == 0
+					&& v.len > 0 && v.len < SC_PIN_BUF)
+				snprintf(sc_rs.pin, SC_PIN_BUF, "%.*s", v.len, v.s);
+			/* a flow only from our own entry: our Record-Route (scf) or
+			 * our Path entry (received) */
+			if(e[i].kind == SC_HOP_SELF && sc_rs.flow_len == 0
+					&& (sc_uri_param(&e[i].params, SC_FLOW_PARAM, &v) == 0
+							|| sc_uri_param(&e[i].params, "received", &v) == 0)
+					&& sc_flow_decode(&v, sc_rs.flow, sizeof(sc_rs.flow),
+							   &sc_rs.flow_len)
+							   < 0)
+				sc_rs.flow_len = 0;
+		}
+		if(plan.next >= 0) {
+			str u = e[plan.next].r->nameaddr.uri;
+			if(u.len >= SC_URI_BUF)
+				return NULL;
+			sc_rs.has_next = 1;
+			snprintf(sc_rs.next, SC_URI_BUF, "%.*s", u.len, u.s);
+			sc_rs.next_kind = e[plan.next].kind;
+			sc_rs.next_ip = e[plan.next].ip;
+			sc_rs.next_port = e[plan.next].port;
+		}
+		if(plan.consume > 0 && sc_rset_remove(msg, e, n, plan.consume) < 0)
+			return NULL;
+	}
+	sc_rs.id = msg->id;
+	sc_rs.pid = msg->pid;
+	sc_rs.valid = 1;
+	return &sc_rs;
 }
 
 /* ---- per-transaction memory ---- */
@@ -225,6 +630,7 @@ typedef struct sc_dest
 	char pair[64];
 	char server[64];
 	int remote;
+	int transport;
 } sc_dest_t;
 
 static void sc_dest_fill(sc_dest_t *d, sc_pair_t *p, int srv, int remote)
@@ -235,6 +641,7 @@ static void sc_dest_fill(sc_dest_t *d, sc_pair_t *p, int srv, int remote)
 	snprintf(d->server, sizeof(d->server), "%.*s", p->srv[srv]->name.len,
 			p->srv[srv]->name.s);
 	d->remote = remote;
+	d->transport = p->srv[srv]->transport;
 }
 
 /* pick a new pair (not tried yet): local first, then other data centers */
@@ -287,6 +694,7 @@ static int sc_go(sip_msg_t *msg, sc_dest_t *d)
 
 	if(sc_set_du(msg, d->uri) < 0)
 		return -1;
+	sc_force_socket(msg, d->transport);
 	pair.s = d->pair;
 	pair.len = strlen(d->pair);
 	server.s = d->server;
@@ -304,9 +712,18 @@ int ki_sipcluster_route(sip_msg_t *msg)
 	sc_dest_t d;
 	str tried;
 	int r;
+	sc_rset_t *rs;
 
 	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
 		return -1;
+	/* the Route set of an initial request: ours (an outbound proxy's
+	 * preloaded Route) consumed, anything else refused */
+	rs = sc_rset_get(msg);
+	if(rs == NULL)
+		return sc_refuse(msg, 400, "Bad Route header", "unparsable Route set");
+	if(rs->verdict == SC_PLAN_DENY)
+		return sc_refuse(msg, 403, "Not a cluster destination",
+				"its Route set leads outside the cluster");
 	sc_route_reason[0] = '\0';
 	sc_tried_get(&tried);
 	lock_get(&sc_shared->lock);
@@ -363,8 +780,11 @@ int ki_sipcluster_next(sip_msg_t *msg)
 		/* the member failed us: probe it now */
 		sc_health_suspect(p, &c, s->index, sc_now_ms());
 		partner = (p->nservers == 2) ? 1 - s->index : -1;
+		/* never the partner that just failed a probe */
 		if(partner >= 0 && p->srv[partner]->h.admin != SC_ADMIN_OOS
 				&& p->h.admin != SC_ADMIN_OOS
+				&& !sc_srv_recently_failed(
+						p->srv[partner], sc_wall_ms(), 2LL * c.force)
 				&& !sc_tried_has(&tried, &p->srv[partner]->name)) {
 			sc_dest_fill(&d, p, partner, 0);
 			r = 0;
@@ -390,7 +810,7 @@ int ki_sipcluster_next(sip_msg_t *msg)
 	return sc_go(msg, &d);
 }
 
-/* the pair a URI points to (by host:port), or NULL; lock held */
+/* the server a URI points to (by host:port), or NULL; lock held */
 static sc_server_t *sc_uri_server(str *uri)
 {
 	struct sip_uri pu;
@@ -405,24 +825,73 @@ static sc_server_t *sc_uri_server(str *uri)
 	return sc_topo_server_by_addr(sc_shared->topo, &ip, port, 0);
 }
 
+/* 1 when uri names an element of the cluster (proxy or server); lock held */
+static int sc_uri_in_cluster(str *uri)
+{
+	struct sip_uri pu;
+	sc_ip_t ip;
+	int port;
+
+	if(uri == NULL || uri->len <= 0 || parse_uri(uri->s, uri->len, &pu) < 0)
+		return 0;
+	if(sc_ip_parse(pu.host.s, pu.host.len, &ip) < 0)
+		return 0;
+	port = pu.port_no ? pu.port_no : SC_DEFAULT_PORT;
+	return sc_topo_server_by_addr(sc_shared->topo, &ip, port, 0) != NULL
+		   || sc_topo_proxy_by_addr(sc_shared->topo, &ip, port, 0) != NULL;
+}
+
 int ki_sipcluster_record_route(sip_msg_t *msg)
 {
-	str *target;
+	str *target, param = STR_NULL, callid = STR_NULL;
 	sc_server_t *s;
-	char buf[80];
-	str param = STR_NULL;
-	int n = 0;
+	char buf[SC_PIN_BUF + SC_FLOW_MAX * 3 + 16], flow[SC_FLOW_MAX + 1];
+	int n = 0, m, src, ep_dst = 0;
+	str f;
 
+	if(parse_headers(msg, HDR_CALLID_F, 0) < 0 || msg->callid == NULL)
+		return -1;
+	callid = msg->callid->body;
+	trim(&callid);
+	src = sc_msg_src(msg);
 	target = (msg->dst_uri.len > 0) ? &msg->dst_uri : GET_RURI(msg);
 	lock_get(&sc_shared->lock);
 	/* a request from a SIP Server pins to that server's pair, one to a SIP
 	 * Server to the pair of its destination */
-	s = sc_src_server(msg);
+	s = (src == SC_SRC_SERVER) ? sc_src_server(msg) : NULL;
 	if(s == NULL)
 		s = sc_uri_server(target);
 	if(s != NULL)
-		n = sc_rr_param_encode(&s->pair->name, buf, sizeof(buf));
+		n = sc_pin_encode(&s->pair->name, &callid,
+				sc_shared->topo->has_key ? sc_shared->topo->key : NULL, buf,
+				SC_PIN_BUF);
+	if(!sc_src_trusted(src) || msg->dst_uri.len > 0)
+		ep_dst = !sc_uri_in_cluster(target);
 	lock_release(&sc_shared->lock);
+	if(n < 0)
+		n = 0;
+	/* the endpoint's flow, for later requests towards it: the source of a
+	 * request from the endpoint side, or the destination of one towards
+	 * an endpoint */
+	m = -1;
+	if(!sc_src_trusted(src))
+		m = sc_src_flow(msg, flow, sizeof(flow));
+	else if(ep_dst && msg->dst_uri.len > 0 && msg->dst_uri.len <= SC_FLOW_MAX) {
+		m = msg->dst_uri.len;
+		memcpy(flow, msg->dst_uri.s, m);
+		flow[m] = '\0';
+	}
+	if(m > 0) {
+		int k;
+		f.s = flow;
+		f.len = m;
+		k = snprintf(buf + n, sizeof(buf) - n, ";" SC_FLOW_PARAM "=");
+		if(k > 0 && n + k < (int)sizeof(buf)) {
+			int e = sc_flow_encode(&f, buf + n + k, sizeof(buf) - n - k);
+			if(e > 0)
+				n += k + e;
+		}
+	}
 	if(n > 0) {
 		param.s = buf;
 		param.len = n;
@@ -434,186 +903,173 @@ int ki_sipcluster_record_route(sip_msg_t *msg)
 	return 1;
 }
 
-/* remove the first URI of the first Route header */
-static int sc_pop_route(sip_msg_t *msg, struct hdr_field *h, rr_t *r)
+/* $du = uri; a flow over TCP/TLS is only ever reused, never re-opened
+ * (the endpoint is behind NAT, RFC 5626 style) */
+static int sc_set_du_flow(sip_msg_t *msg, const char *uri, int flow)
 {
-	int off, len;
+	str s;
+	int proto;
 
-	if(r->next == NULL) {
-		off = h->name.s - msg->buf;
-		len = h->len;
-	} else {
-		off = r->nameaddr.name.s - msg->buf;
-		len = r->next->nameaddr.name.s - r->nameaddr.name.s;
-	}
-	if(del_lump(msg, off, len, 0) == NULL) {
-		LM_ERR("cannot remove a Route header\n");
+	s.s = (char *)uri;
+	s.len = strlen(uri);
+	if(set_dst_uri(msg, &s) < 0) {
+		LM_ERR("cannot set the destination URI to %s\n", uri);
 		return -1;
 	}
+	ruri_mark_new();
+	proto = sc_uri_proto(&s);
+	sc_force_socket(msg, proto);
+	if(flow && proto != SC_TP_UDP && proto != SC_TP_SCTP)
+		msg->fwd_send_flags.f |= SND_F_FORCE_CON_REUSE;
 	return 0;
 }
 
-int sc_src_proxy_index(sip_msg_t *msg)
+/* what a trusted source's request follows after our entries: the next
+ * Route entry (kept), else the flow our own entry carried; 1 when decided */
+static int sc_follow(sip_msg_t *msg, sc_rset_t *rs)
 {
-	sc_ip_t ip;
-	sc_proxy_t *p;
-	int idx;
-
-	sc_msg_ip(msg, &ip);
-	lock_get(&sc_shared->lock);
-	p = sc_topo_proxy_by_addr(
-			sc_shared->topo, &ip, sc_msg_src_port(msg), msg->rcv.proto);
-	idx = p ? p->index : -1;
-	lock_release(&sc_shared->lock);
-	return idx;
+	if(rs->has_next)
+		return sc_set_du_flow(msg, rs->next, 0) < 0 ? -1 : 1;
+	if(rs->flow_len > 0)
+		return sc_set_du_flow(msg, rs->flow, 1) < 0 ? -1 : 1;
+	return 0;
 }
 
-/* Route entries that name this proxy are consumed. Entries that name
- * another proxy of the cluster are consumed too when the request goes
- * towards the SIP Servers (any proxy reaches them), but kept as the next hop
- * when it goes towards an endpoint (that proxy holds the endpoint's flow).
- * -1: no Route of ours (let loose_route() decide); -3: an endpoint's request
- * towards something that is not a cluster SIP Server (refused); 1: routed */
-int ki_sipcluster_dialog(sip_msg_t *msg)
+int ki_sipcluster_loose_route(sip_msg_t *msg)
 {
-	struct hdr_field *h;
-	rr_t *r;
-	struct sip_uri pu;
-	sc_ip_t ip;
-	str pin = STR_NULL, next = STR_NULL, rv = STR_NULL;
-	char pinbuf[64], uri[96], nexthop[512], rcvbuf[256];
-	int port, popped = 0, from_server, from_proxy, trusted, pidx, self;
-	int retarget = 0;
-	sc_server_t *s;
-	sc_pair_t *p = NULL;
-	sc_proxy_t *px;
+	sc_rset_t *rs;
+	int r;
 
-	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
+	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
 		return -1;
-	if(msg->route == NULL)
+	rs = sc_rset_get(msg);
+	if(rs == NULL)
+		return sc_refuse(msg, 400, "Bad Route header", "unparsable Route set");
+	if(rs->verdict == SC_PLAN_DENY)
+		return sc_refuse(msg, 403, "Not a cluster destination",
+				"its Route set leads outside the cluster");
+	if(!sc_src_trusted(rs->src))
+		return 2; /* consumed; the caller chooses the SIP Server */
+	r = sc_follow(msg, rs);
+	if(r < 0)
 		return -1;
-	from_server = sc_src_is_server(msg);
-	from_proxy = (sc_src_proxy_index(msg) >= 0);
-	trusted = from_server || from_proxy;
-	pinbuf[0] = '\0';
-	nexthop[0] = '\0';
-	rcvbuf[0] = '\0';
-	for(h = msg->route; h; h = next_sibling_hdr(h)) {
-		if(h->parsed == NULL && parse_rr(h) < 0)
-			return -1;
-		for(r = (rr_t *)h->parsed; r; r = r->next) {
-			if(parse_uri(r->nameaddr.uri.s, r->nameaddr.uri.len, &pu) < 0)
-				return -1;
-			pidx = -1;
-			if(sc_ip_parse(pu.host.s, pu.host.len, &ip) == 0) {
-				port = pu.port_no ? pu.port_no : SC_DEFAULT_PORT;
-				lock_get(&sc_shared->lock);
-				px = sc_topo_proxy_by_addr(sc_shared->topo, &ip, port, 0);
-				pidx = px ? px->index : -1;
-				self = sc_shared->self;
-				lock_release(&sc_shared->lock);
-			} else {
-				self = -2;
-			}
-			if(pidx < 0 || (pidx != self && trusted)) {
-				/* the next hop after our entries */
-				snprintf(nexthop, sizeof(nexthop), "%.*s", r->nameaddr.uri.len,
-						r->nameaddr.uri.s);
-				goto done_routes;
-			}
-			if(sc_uri_param(&pu.params, SC_RR_PARAM, &pin) == 0
-					&& sc_rr_param_valid(&pin))
-				snprintf(pinbuf, sizeof(pinbuf), "%.*s", pin.len, pin.s);
-			/* a Path entry of ours carries the endpoint's flow */
-			if(pidx == self && trusted
-					&& sc_uri_param(&pu.params, "received", &rv) == 0
-					&& rv.len > 0 && rv.len < (int)sizeof(rcvbuf)) {
-				str out;
-				out.s = rcvbuf;
-				out.len = sizeof(rcvbuf) - 1;
-				if(unescape_param(&rv, &out) == 0) {
-					rcvbuf[out.len] = '\0';
-				} else {
-					rcvbuf[0] = '\0';
-				}
-			}
-			if(sc_pop_route(msg, h, r) < 0)
-				return -1;
-			popped++;
-			if(r->next != NULL) {
-				/* several URIs in one header: only the first can be
-				 * removed cleanly with one lump; stop here */
-				rr_t *n = r->next;
-				snprintf(nexthop, sizeof(nexthop), "%.*s", n->nameaddr.uri.len,
-						n->nameaddr.uri.s);
-				goto done_routes;
-			}
+	return r ? 1 : 2;
+}
+
+/* the pinned pair an untrusted source's in-dialog request may go to; lock
+ * held. NULL when refused, with *code and *why set. */
+static sc_pair_t *sc_pin_pair(
+		sip_msg_t *msg, sc_rset_t *rs, int *code, const char **why)
+{
+	sc_topo_t *t = sc_shared->topo;
+	str val, pair, mac, callid;
+	sc_pair_t *p;
+	sc_proxy_t *self = &t->proxies[sc_shared->self];
+	int mac_ok, local;
+
+	val.s = rs->pin;
+	val.len = strlen(rs->pin);
+	if(sc_pin_decode(&val, &pair, &mac) < 0) {
+		*code = 400;
+		*why = "malformed pin";
+		return NULL;
+	}
+	p = sc_topo_pair_by_name(t, &pair);
+	if(p == NULL || p->nservers < 1) {
+		*code = 404;
+		*why = "pinned to a pair that does not exist";
+		return NULL;
+	}
+	callid.s = NULL;
+	callid.len = 0;
+	if(msg->callid) {
+		callid = msg->callid->body;
+		trim(&callid);
+	}
+	mac_ok = t->has_key && sc_pin_verify(&pair, &mac, &callid, t->key);
+	local = (p->geo.len == self->geo.len
+			 && memcmp(p->geo.s, self->geo.s, p->geo.len) == 0);
+	if(!mac_ok && !local) {
+		/* a pin we cannot vouch for, to another data center: only where a
+		 * new call would go there too */
+		if(!sc_cross_dc_failover || sc_sched_ready() < 0
+				|| sc_shared->sched_local.len > 0) {
+			*code = 403;
+			*why = "pinned to another data center's pair without a valid "
+				   "MAC";
+			return NULL;
 		}
 	}
-done_routes:
-	if(!popped)
-		return -1;
-	if(nexthop[0] || rcvbuf[0]) {
-		/* loose routing on to the next Route entry, or to the flow */
-		next.s = nexthop[0] ? nexthop : rcvbuf;
-		next.len = strlen(next.s);
-		if(set_dst_uri(msg, &next) < 0)
-			return -1;
-		ruri_mark_new();
-		return 1;
-	}
-	if(trusted)
-		return 1; /* towards the endpoint: R-URI as it is */
+	return p;
+}
 
-	if(parse_sip_msg_uri(msg) < 0)
+int ki_sipcluster_dialog(sip_msg_t *msg)
+{
+	sc_rset_t *rs;
+	sc_server_t *s = NULL;
+	sc_pair_t *p = NULL;
+	char uri[SC_URI_BUF], pb[SC_NAME_MAX + 1], sb[SC_NAME_MAX + 1];
+	const char *why = NULL;
+	int code = 0, a, r, retarget;
+
+	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
 		return -1;
-	lock_get(&sc_shared->lock);
-	s = sc_uri_server(GET_RURI(msg));
-	if(pinbuf[0]) {
-		pin.s = pinbuf;
-		pin.len = strlen(pinbuf);
-		p = sc_topo_pair_by_name(sc_shared->topo, &pin);
+	rs = sc_rset_get(msg);
+	if(rs == NULL)
+		return sc_refuse(msg, 400, "Bad Route header", "unparsable Route set");
+	if(rs->verdict == SC_PLAN_DENY)
+		return sc_refuse(msg, 403, "Not a cluster destination",
+				"its Route set leads outside the cluster");
+	if(sc_src_trusted(rs->src)) {
+		/* towards an endpoint (or where a SIP Server routes it) */
+		r = sc_follow(msg, rs);
+		return r < 0 ? -1 : 1; /* r == 0: the R-URI as it is */
 	}
-	if(p == NULL && s != NULL)
-		p = s->pair;
+
+	/* from an endpoint: only to the active member of the pinned pair, of
+	 * the SIP Server the Route set names next, or of the R-URI's */
+	if(parse_sip_msg_uri(msg) < 0)
+		return sc_refuse(msg, 400, "Bad Request-URI", "unparsable R-URI");
+	lock_get(&sc_shared->lock);
+	if(rs->pin[0])
+		p = sc_pin_pair(msg, rs, &code, &why);
+	if(p == NULL && code == 0) {
+		if(rs->has_next && rs->next_kind == SC_HOP_SERVER)
+			s = sc_topo_server_by_addr(
+					sc_shared->topo, &rs->next_ip, rs->next_port, 0);
+		if(s == NULL)
+			s = sc_uri_server(GET_RURI(msg));
+		if(s != NULL)
+			p = s->pair;
+		else {
+			code = 404;
+			why = "in-dialog request for neither a pinned pair nor a "
+				  "cluster SIP Server";
+		}
+	}
 	if(p == NULL) {
 		lock_release(&sc_shared->lock);
-		LM_NOTICE("in-dialog %.*s from %s:%d is for neither a cluster SIP "
-				  "Server nor a pinned pair: refused\n",
-				msg->first_line.u.request.method.len,
-				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
-				msg->rcv.src_port);
-		return -3;
+		return sc_refuse(
+				msg, code, code == 404 ? "Not Here" : "Forbidden", why);
 	}
-	{
-		int a = sc_pair_active_index(p);
-		char pb[64], sb[64];
-		str pn, sn;
-
-		snprintf(
-				uri, sizeof(uri), "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
-		if(s == NULL || s != p->srv[a])
-			retarget = 1;
-		if(retarget)
-			LM_INFO("in-dialog %.*s re-targeted to the active member '%.*s' "
-					"of pair '%.*s'\n",
-					msg->first_line.u.request.method.len,
-					msg->first_line.u.request.method.s, p->srv[a]->name.len,
-					p->srv[a]->name.s, p->name.len, p->name.s);
-		snprintf(pb, sizeof(pb), "%.*s", p->name.len, p->name.s);
-		snprintf(
-				sb, sizeof(sb), "%.*s", p->srv[a]->name.len, p->srv[a]->name.s);
-		lock_release(&sc_shared->lock);
-		/* the partner is the failover of this transaction */
-		pn.s = pb;
-		pn.len = strlen(pb);
-		sn.s = sb;
-		sn.len = strlen(sb);
-		sc_remember(&pn, &sn);
-	}
-	if(retarget)
+	a = sc_pair_active_index(p);
+	if(s == NULL)
+		s = sc_uri_server(GET_RURI(msg));
+	retarget = (s == NULL || s != p->srv[a]);
+	snprintf(uri, sizeof(uri), "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
+	snprintf(pb, sizeof(pb), "%.*s", p->name.len, p->name.s);
+	snprintf(sb, sizeof(sb), "%.*s", p->srv[a]->name.len, p->srv[a]->name.s);
+	lock_release(&sc_shared->lock);
+	if(retarget) {
 		update_stat(sc_st_retargeted, 1);
-	if(sc_set_du(msg, uri) < 0)
+		LM_DBG("in-dialog %.*s re-targeted to the active member '%s' of "
+			   "pair '%s'\n",
+				msg->first_line.u.request.method.len,
+				msg->first_line.u.request.method.s, sb, pb);
+	}
+	/* the partner is the failover of this transaction */
+	sc_route_remember(pb, sb);
+	if(sc_set_du_flow(msg, uri, 0) < 0)
 		return -1;
 	return 1;
 }
@@ -621,29 +1077,24 @@ done_routes:
 int ki_sipcluster_x_genesys_route(sip_msg_t *msg)
 {
 	struct hdr_field *h;
-	str val = STR_NULL;
-	char uri[256];
-	int n = 0, from_server, ok = 0;
-	struct sip_uri pu;
+	str uri = STR_NULL;
+	char ubuf[256];
+	int n = 0, from_server, ok = 0, bad = 0;
 
 	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
 		return -1;
-	uri[0] = '\0';
+	ubuf[0] = '\0';
 	for(h = msg->headers; h; h = h->next) {
 		if(h->name.len != sc_xgr_name.len
 				|| strncasecmp(h->name.s, sc_xgr_name.s, h->name.len) != 0)
 			continue;
 		if(n == 0) {
-			val = h->body;
-			trim(&val);
-			/* <sip:...> or sip:... */
-			if(val.len > 2 && val.s[0] == '<' && val.s[val.len - 1] == '>') {
-				val.s++;
-				val.len -= 2;
-			}
-			if(val.len > 0 && val.len < (int)sizeof(uri)) {
-				memcpy(uri, val.s, val.len);
-				uri[val.len] = '\0';
+			if(sc_xgr_parse(h->body.s, h->body.len, &uri) == 0
+					&& uri.len < (int)sizeof(ubuf)) {
+				memcpy(ubuf, uri.s, uri.len);
+				ubuf[uri.len] = '\0';
+			} else {
+				bad = 1;
 			}
 		}
 		if(del_lump(msg, h->name.s - msg->buf, h->len, 0) == NULL)
@@ -652,25 +1103,96 @@ int ki_sipcluster_x_genesys_route(sip_msg_t *msg)
 	}
 	if(n == 0)
 		return -1;
-	from_server = sc_src_is_server(msg);
-	if(from_server && uri[0] && parse_uri(uri, strlen(uri), &pu) == 0
-			&& (pu.type == SIP_URI_T || pu.type == SIPS_URI_T)) {
-		if(sc_set_du(msg, uri) == 0) {
+	from_server = (sc_msg_src(msg) == SC_SRC_SERVER);
+	if(from_server && ubuf[0]) {
+		if(sc_set_du_flow(msg, ubuf, 0) == 0) {
 			ok = 1;
 			update_stat(sc_st_xgr_used, 1);
-			LM_DBG("X-Genesys-Route: next hop %s\n", uri);
+			LM_DBG("X-Genesys-Route: next hop %s\n", ubuf);
 		}
 	}
 	if(!ok) {
 		update_stat(sc_st_xgr_dropped, 1);
 		if(!from_server)
-			LM_NOTICE("X-Genesys-Route from %s:%d (not a cluster SIP Server) "
-					  "removed and ignored\n",
-					ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port);
-		else
-			LM_WARN("X-Genesys-Route '%s' from a SIP Server is not a SIP URI: "
-					"removed and ignored\n",
-					uri);
+			sc_refuse_log(msg, 0,
+					"X-Genesys-Route from a source that is not a cluster SIP "
+					"Server removed and ignored");
+		else if(bad)
+			LM_WARN("X-Genesys-Route from a SIP Server is not a SIP URI: "
+					"removed and ignored\n");
 	}
 	return ok ? 1 : -1;
+}
+
+/* onsend_route: the last check before a request leaves. A request from
+ * outside the cluster only ever goes to a cluster SIP Server (whatever the
+ * routing script decided). */
+int ki_sipcluster_check_relay(sip_msg_t *msg)
+{
+	struct ip_addr ip;
+	sc_ip_t dip;
+	int port, ok;
+	onsend_info_t *si = get_onsend_info();
+
+	if(msg == NULL || msg == FAKED_REPLY || si == NULL || si->to == NULL)
+		return 1;
+	if(msg->first_line.type != SIP_REQUEST)
+		return 1;
+	if(sc_src_trusted(sc_msg_src(msg)))
+		return 1;
+	su2ip_addr(&ip, si->to);
+	port = su_getport(si->to);
+	memset(&dip, 0, sizeof(dip));
+	dip.af = ip.af;
+	memcpy(dip.ip, ip.u.addr, ip.len);
+	lock_get(&sc_shared->lock);
+	ok = sc_topo_server_by_addr(sc_shared->topo, &dip, port, 0) != NULL;
+	lock_release(&sc_shared->lock);
+	if(!ok) {
+		char why[128];
+		snprintf(why, sizeof(why),
+				"relay to %s:%d is not a cluster SIP Server (onsend_route)",
+				ip_addr2a(&ip), port);
+		sc_refuse_log(msg, 403, why);
+		return -1;
+	}
+	return 1;
+}
+
+/* a request from an HA pair member proves it is the active one: only a
+ * dialog-forming (INVITE, SUBSCRIBE, REFER) or in-dialog request counts
+ * (a backup may well send OPTIONS or REGISTER) */
+int ki_sipcluster_seen_request(sip_msg_t *msg)
+{
+	sc_server_t *s;
+	sc_transition_t tr;
+	int events = 0, prev = -1, ret = -1, proof;
+
+	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
+		return -1;
+	if(sc_msg_src(msg) != SC_SRC_SERVER)
+		return -1;
+	proof = (msg->first_line.u.request.method_value
+					& (METHOD_INVITE | METHOD_SUBSCRIBE | METHOD_REFER))
+			|| sc_in_dialog(msg);
+	lock_get(&sc_shared->lock);
+	s = sc_src_server(msg);
+	if(s != NULL) {
+		sc_pair_t *p = s->pair;
+		ret = 1;
+		if(proof) {
+			prev = sc_pair_active_index(p);
+			sc_health_seen_request(
+					p, s->index, sc_now_ms(), sc_wall_ms(), &events);
+			if(events)
+				sc_transition_fill(
+						&tr, p, events, prev, "request received from it");
+		} else {
+			s->h.requests++;
+		}
+	}
+	lock_release(&sc_shared->lock);
+	if(events)
+		sc_transition_report(&tr);
+	return ret;
 }

@@ -113,36 +113,6 @@ int sc_sched_pick(sc_sched_t *s, int (*tried)(int, void *), void *arg)
 	return -1;
 }
 
-static int sc_name_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-		   || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-}
-
-int sc_rr_param_valid(const str *val)
-{
-	int i;
-
-	if(val == NULL || val->s == NULL || val->len <= 0 || val->len > 63)
-		return 0;
-	for(i = 0; i < val->len; i++)
-		if(!sc_name_char(val->s[i]))
-			return 0;
-	return 1;
-}
-
-int sc_rr_param_encode(const str *pair, char *buf, int len)
-{
-	int n;
-
-	if(!sc_rr_param_valid(pair))
-		return -1;
-	n = snprintf(buf, len, ";" SC_RR_PARAM "=%.*s", pair->len, pair->s);
-	if(n < 0 || n >= len)
-		return -1;
-	return n;
-}
-
 static uint64_t sc_mix(uint64_t x)
 {
 	/* splitmix64 finaliser */
@@ -182,36 +152,4 @@ int sc_rendezvous(const str *key, const str *names, int n,
 		}
 	}
 	return best;
-}
-
-int sc_uri_param(const str *params, const char *name, str *val)
-{
-	int nlen = strlen(name);
-	const char *p, *end, *q, *e;
-
-	if(params == NULL || params->s == NULL)
-		return -1;
-	p = params->s;
-	end = params->s + params->len;
-	while(p < end) {
-		while(p < end && (*p == ';' || *p == ' '))
-			p++;
-		q = p;
-		while(q < end && *q != ';')
-			q++;
-		/* [p, q) is one "name[=value]" */
-		e = memchr(p, '=', q - p);
-		if((e ? e - p : q - p) == nlen && strncasecmp(p, name, nlen) == 0) {
-			if(e) {
-				val->s = (char *)e + 1;
-				val->len = (int)(q - e - 1);
-			} else {
-				val->s = (char *)q;
-				val->len = 0;
-			}
-			return 0;
-		}
-		p = q;
-	}
-	return -1;
 }

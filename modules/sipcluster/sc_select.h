@@ -23,12 +23,10 @@
 
 #include "../../core/str.h"
 #include "sc_topo.h"
+#include "sc_codec.h"
 
 /* longest SWRR cycle kept; larger weight sums are scaled down to it */
 #define SC_SCHED_MAX 8192
-
-/* the name of the Record-Route parameter that pins a call to its pair */
-#define SC_RR_PARAM "scp"
 
 typedef struct sc_sched
 {
@@ -55,18 +53,10 @@ int sc_sched_pick(sc_sched_t *s, int (*tried)(int, void *), void *arg);
 /* classic O(n) SWRR step over live current values (reference, benchmarks) */
 int sc_swrr_next(const int *w, long long *cur, int n);
 
-/* Record-Route parameter ";scp=<pair>" into buf; returns length or -1 */
-int sc_rr_param_encode(const str *pair, char *buf, int len);
-/* a value read back from a Route header: only name characters (1 on ok) */
-int sc_rr_param_valid(const str *val);
-
 /* Rendezvous (highest random weight) hashing: index of the candidate whose
  * hash(key, name) is highest, skipping ok(i) == 0; -1 when none. A
  * candidate leaving moves only the keys it held. */
 int sc_rendezvous(const str *key, const str *names, int n,
 		int (*ok)(int, void *), void *arg);
-
-/* value of URI parameter name in params ("a=1;scp=x;lr"); 0 found, -1 not */
-int sc_uri_param(const str *params, const char *name, str *val);
 
 #endif

@@ -379,11 +379,24 @@ typedef struct sc_named
 	int line;
 } sc_named_t;
 
+/* one addressable element (proxy, server, SBC) for the uniqueness check */
+typedef struct sc_addr_item
+{
+	const char *kind;
+	const str *name;
+	str *address;
+	sc_ip_t *ip;
+	int port;
+	int transport;
+	int line;
+} sc_addr_item_t;
+
 static int sc_check_semantics(
 		sc_topo_t *t, const char *file, int root_line, sc_error_t *err)
 {
-	int i, j, k, n;
+	int i, j, k, n, na;
 	sc_named_t *names;
+	sc_addr_item_t *items;
 
 	if(t->nproxies == 0) {
 		sc_err_set(err, file, root_line,
@@ -391,10 +404,10 @@ static int sc_check_semantics(
 				"required)");
 		return -1;
 	}
-	/* names are unique over proxies, pairs and servers (one namespace, so
-	 * sipcluster.set_state can take any of them) */
-	n = t->nproxies + t->npairs + t->nservers;
-	names = malloc(n * sizeof(*names));
+	/* names are unique over proxies, pairs, servers and SBCs (one
+	 * namespace, so sipcluster.set_state can take any of them) */
+	n = t->nproxies + t->npairs + t->nservers + t->nsbcs;
+	names = malloc((n > 0 ? n : 1) * sizeof(*names));
 	if(names == NULL) {
 		sc_err_set(err, file, 0, "out of memory");
 		return -1;
@@ -409,6 +422,8 @@ static int sc_check_semantics(
 	for(i = 0; i < t->nservers; i++)
 		names[k++] =
 				(sc_named_t){"server", &t->servers[i].name, t->servers[i].line};
+	for(i = 0; i < t->nsbcs; i++)
+		names[k++] = (sc_named_t){"sbc", &t->sbcs[i].name, t->sbcs[i].line};
 	for(i = 1; i < n; i++) {
 		for(j = 0; j < i; j++) {
 			if(sc_str_eq(names[i].name, names[j].name)) {
@@ -424,75 +439,68 @@ static int sc_check_semantics(
 	}
 	free(names);
 
-	/* IP literals */
-	for(i = 0; i < t->nproxies; i++) {
-		sc_proxy_t *p = &t->proxies[i];
-		if(sc_ip_parse(p->address.s, p->address.len, &p->ip) < 0) {
-			sc_err_set(err, file, p->line,
-					"proxy '%.*s': address '%.*s' is not an IPv4 or IPv6 "
-					"literal",
-					p->name.len, p->name.s, p->address.len, p->address.s);
-			return -1;
-		}
-	}
-	for(i = 0; i < t->nservers; i++) {
-		sc_server_t *s = &t->servers[i];
-		if(sc_ip_parse(s->address.s, s->address.len, &s->ip) < 0) {
-			sc_err_set(err, file, s->line,
-					"server '%.*s': address '%.*s' is not an IPv4 or IPv6 "
-					"literal",
-					s->name.len, s->name.s, s->address.len, s->address.s);
+	/* every pair has one or two servers (a custom schema_file may allow
+	 * other counts: this check does not depend on the schema) */
+	for(i = 0; i < t->npairs; i++) {
+		if(t->pairs[i].nservers < 1) {
+			sc_err_set(err, file, t->pairs[i].line,
+					"ha-pair '%.*s' has no <server> (one or two are required)",
+					t->pairs[i].name.len, t->pairs[i].name.s);
 			return -1;
 		}
 	}
 
-	/* address:port:transport unique over proxies and servers */
-	for(i = 0; i < t->nproxies + t->nservers; i++) {
-		sc_ip_t *ia;
-		int pa, ta, la;
-		str *na;
-		if(i < t->nproxies) {
-			ia = &t->proxies[i].ip;
-			pa = t->proxies[i].port;
-			ta = t->proxies[i].transport;
-			la = t->proxies[i].line;
-			na = &t->proxies[i].name;
-		} else {
-			ia = &t->servers[i - t->nproxies].ip;
-			pa = t->servers[i - t->nproxies].port;
-			ta = t->servers[i - t->nproxies].transport;
-			la = t->servers[i - t->nproxies].line;
-			na = &t->servers[i - t->nproxies].name;
+	/* IP literals, and address:port:transport unique over all elements */
+	na = t->nproxies + t->nservers + t->nsbcs;
+	items = malloc((na > 0 ? na : 1) * sizeof(*items));
+	if(items == NULL) {
+		sc_err_set(err, file, 0, "out of memory");
+		return -1;
+	}
+	k = 0;
+	for(i = 0; i < t->nproxies; i++) {
+		sc_proxy_t *p = &t->proxies[i];
+		items[k++] = (sc_addr_item_t){"proxy", &p->name, &p->address, &p->ip,
+				p->port, p->transport, p->line};
+	}
+	for(i = 0; i < t->nservers; i++) {
+		sc_server_t *p = &t->servers[i];
+		items[k++] = (sc_addr_item_t){"server", &p->name, &p->address, &p->ip,
+				p->port, p->transport, p->line};
+	}
+	for(i = 0; i < t->nsbcs; i++) {
+		sc_sbc_t *p = &t->sbcs[i];
+		items[k++] = (sc_addr_item_t){"sbc", &p->name, &p->address, &p->ip,
+				p->port, p->transport, p->line};
+	}
+	for(i = 0; i < na; i++) {
+		sc_addr_item_t *a = &items[i];
+		if(sc_ip_parse(a->address->s, a->address->len, a->ip) < 0) {
+			sc_err_set(err, file, a->line,
+					"%s '%.*s': address '%.*s' is not an IPv4 or IPv6 literal",
+					a->kind, a->name->len, a->name->s, a->address->len,
+					a->address->s);
+			free(items);
+			return -1;
 		}
 		for(j = 0; j < i; j++) {
-			sc_ip_t *ib;
-			int pb, tb, lb;
-			str *nb;
-			if(j < t->nproxies) {
-				ib = &t->proxies[j].ip;
-				pb = t->proxies[j].port;
-				tb = t->proxies[j].transport;
-				lb = t->proxies[j].line;
-				nb = &t->proxies[j].name;
-			} else {
-				ib = &t->servers[j - t->nproxies].ip;
-				pb = t->servers[j - t->nproxies].port;
-				tb = t->servers[j - t->nproxies].transport;
-				lb = t->servers[j - t->nproxies].line;
-				nb = &t->servers[j - t->nproxies].name;
-			}
-			if(pa == pb && ta == tb && sc_ip_eq(ia, ib)) {
+			sc_addr_item_t *b = &items[j];
+			if(a->port == b->port && a->transport == b->transport
+					&& sc_ip_eq(a->ip, b->ip)) {
 				char ab[64];
-				inet_ntop(ia->af, ia->ip, ab, sizeof(ab));
-				sc_err_set(err, file, la,
+				inet_ntop(a->ip->af, a->ip->ip, ab, sizeof(ab));
+				sc_err_set(err, file, a->line,
 						"'%.*s' uses %s:%d:%s, already used by '%.*s' at "
 						"line %d",
-						na->len, na->s, ab, pa, sc_transport_name(ta), nb->len,
-						nb->s, lb);
+						a->name->len, a->name->s, ab, a->port,
+						sc_transport_name(a->transport), b->name->len,
+						b->name->s, b->line);
+				free(items);
 				return -1;
 			}
 		}
 	}
+	free(items);
 
 	/* roles */
 	for(i = 0; i < t->npairs; i++) {
@@ -517,17 +525,21 @@ static int sc_check_semantics(
 
 /* ---- building the model ---- */
 
-static size_t sc_size_pass(xmlNodePtr root, int *np, int *nh, int *ns)
+static size_t sc_size_pass(xmlNodePtr root, int *np, int *nh, int *ns, int *nb)
 {
 	xmlNodePtr n, c;
 	size_t sz = 0;
 	static const char *attrs[] = {"name", "address", "geo-location", NULL};
 	int i;
 
-	*np = *nh = *ns = 0;
+	*np = *nh = *ns = *nb = 0;
 	sz += sc_attr_len(root, "name") + 8;
 	for(n = root->children; n; n = n->next) {
-		if(sc_is_elem(n, "proxy")) {
+		if(sc_is_elem(n, "sbc")) {
+			(*nb)++;
+			for(i = 0; attrs[i]; i++)
+				sz += SC_ALIGN(sc_attr_len(n, attrs[i]) + 1);
+		} else if(sc_is_elem(n, "proxy")) {
 			(*np)++;
 			for(i = 0; attrs[i]; i++)
 				sz += SC_ALIGN(sc_attr_len(n, attrs[i]) + 1);
@@ -550,7 +562,7 @@ static size_t sc_size_pass(xmlNodePtr root, int *np, int *nh, int *ns)
 }
 
 static int sc_fill_endpoint(sc_arena_t *a, xmlNodePtr n, str *name, str *addr,
-		int *port, int *transport, str *uri)
+		int *port, int *port_explicit, int *transport, str *uri)
 {
 	char *tp;
 
@@ -558,19 +570,22 @@ static int sc_fill_endpoint(sc_arena_t *a, xmlNodePtr n, str *name, str *addr,
 			|| sc_arena_attr(a, addr, n, "address") < 0)
 		return -1;
 	*port = sc_attr_int(n, "port", SC_DEFAULT_PORT);
+	*port_explicit = xmlHasProp(n, (const xmlChar *)"port") != NULL;
 	tp = sc_attr(n, "transport");
 	*transport = sc_transport_parse(tp);
 	if(tp)
 		xmlFree(tp);
 	if(*transport < 0)
 		*transport = SC_TP_UDP; /* the schema already refused it */
+	if(uri == NULL)
+		return 0;
 	return sc_make_uri(a, uri, addr, *port, *transport);
 }
 
 static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 {
 	xmlNodePtr root, n, c;
-	int np, nh, ns, ip = 0, ih = 0, is = 0, i, j;
+	int np, nh, ns, nb, ip = 0, ih = 0, is = 0, ib = 0, i, j;
 	size_t total;
 	sc_arena_t a;
 	sc_topo_t *t;
@@ -582,13 +597,14 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 				"the root element must be <sip-cluster>");
 		return NULL;
 	}
-	total = sc_size_pass(root, &np, &nh, &ns);
+	total = sc_size_pass(root, &np, &nh, &ns, &nb);
 	total += SC_ALIGN(sizeof(sc_topo_t)) + SC_ALIGN(np * sizeof(sc_proxy_t))
 			 + SC_ALIGN(nh * sizeof(sc_pair_t))
 			 + SC_ALIGN(ns * sizeof(sc_server_t))
+			 + SC_ALIGN((nb > 0 ? nb : 1) * sizeof(sc_sbc_t))
 			 + SC_ALIGN((np + nh) * sizeof(str)) + SC_ALIGN(strlen(file) + 1)
 			 + 3 * sc_index_bytes(ns) + sc_index_bytes(np) + sc_index_bytes(nh)
-			 + 64;
+			 + sc_index_bytes(nb) + 64;
 	a.p = shm_malloc(total);
 	if(a.p == NULL) {
 		sc_err_set(err, file, 0, "out of shared memory (%lu bytes needed)",
@@ -602,24 +618,45 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 	t->proxies = sc_arena_get(&a, np * sizeof(sc_proxy_t));
 	t->pairs = sc_arena_get(&a, nh * sizeof(sc_pair_t));
 	t->servers = sc_arena_get(&a, ns * sizeof(sc_server_t));
+	t->sbcs = sc_arena_get(&a, (nb > 0 ? nb : 1) * sizeof(sc_sbc_t));
 	t->geos = sc_arena_get(&a, (np + nh) * sizeof(str));
 	if(sc_index_alloc(&a, &t->srv_by_ip, ns) < 0
 			|| sc_index_alloc(&a, &t->srv_by_name, ns) < 0
 			|| sc_index_alloc(&a, &t->srv_by_uid, ns) < 0
 			|| sc_index_alloc(&a, &t->px_by_ip, np) < 0
+			|| sc_index_alloc(&a, &t->sbc_by_ip, nb) < 0
 			|| sc_index_alloc(&a, &t->pair_by_name, nh) < 0)
 		goto oom;
 	if(sc_arena_str(&a, &t->file, file, strlen(file)) < 0
 			|| sc_arena_attr(&a, &t->name, root, "name") < 0)
 		goto oom;
+	{
+		/* the shared secret keys the pins' MACs; only the key is kept */
+		char *sec = sc_attr(root, "secret");
+		if(sec != NULL) {
+			sc_key_derive(sec, strlen(sec), t->key);
+			t->has_key = 1;
+			memset(sec, 0, strlen(sec));
+			xmlFree(sec);
+		}
+	}
 
 	for(n = root->children; n; n = n->next) {
-		if(sc_is_elem(n, "proxy")) {
+		if(sc_is_elem(n, "sbc")) {
+			sc_sbc_t *b = &t->sbcs[ib];
+			b->index = ib++;
+			b->line = xmlGetLineNo(n);
+			if(sc_fill_endpoint(&a, n, &b->name, &b->address, &b->port,
+					   &b->port_explicit, &b->transport,
+					   NULL) < 0
+					|| sc_arena_attr(&a, &b->geo, n, "geo-location") < 0)
+				goto oom;
+		} else if(sc_is_elem(n, "proxy")) {
 			sc_proxy_t *p = &t->proxies[ip];
 			p->index = ip++;
 			p->line = xmlGetLineNo(n);
 			if(sc_fill_endpoint(&a, n, &p->name, &p->address, &p->port,
-					   &p->transport, &p->uri)
+					   &p->port_explicit, &p->transport, &p->uri)
 							< 0
 					|| sc_arena_attr(&a, &p->geo, n, "geo-location") < 0)
 				goto oom;
@@ -641,7 +678,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 				s->line = xmlGetLineNo(c);
 				s->pair = h;
 				if(sc_fill_endpoint(&a, c, &s->name, &s->address, &s->port,
-						   &s->transport, &s->uri)
+						   &s->port_explicit, &s->transport, &s->uri)
 						< 0)
 					goto oom;
 				role = sc_attr(c, "role");
@@ -674,6 +711,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 	t->nproxies = np;
 	t->npairs = nh;
 	t->nservers = ns;
+	t->nsbcs = nb;
 
 	/* distinct geo-locations in document order */
 	for(i = 0; i < np + nh; i++) {
@@ -695,6 +733,8 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 	}
 	for(i = 0; i < np; i++)
 		sc_index_add(&t->px_by_ip, sc_hash_ip(&t->proxies[i].ip), i);
+	for(i = 0; i < nb; i++)
+		sc_index_add(&t->sbc_by_ip, sc_hash_ip(&t->sbcs[i].ip), i);
 	for(i = 0; i < nh; i++)
 		sc_index_add(&t->pair_by_name,
 				sc_hash_bytes(t->pairs[i].name.s, t->pairs[i].name.len), i);
@@ -902,6 +942,80 @@ sc_proxy_t *sc_topo_proxy_by_addr(
 		if(found)
 			return NULL;
 		found = p;
+	}
+	return found;
+}
+
+/* the source-matching rule (see sc_topo.h) */
+static int sc_src_match(const sc_ip_t *eip, int eport, int eexplicit,
+		int etransport, const sc_ip_t *ip, int port, int transport)
+{
+	if(!sc_ip_eq(eip, ip) || etransport != transport)
+		return 0;
+	if(transport == SC_TP_UDP || transport == SC_TP_SCTP || eexplicit)
+		return eport == port;
+	return 1;
+}
+
+sc_server_t *sc_topo_server_by_src(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport)
+{
+	int i;
+	sc_server_t *found = NULL;
+
+	if(t == NULL || t->nservers == 0)
+		return NULL;
+	for(i = sc_index_first(&t->srv_by_ip, sc_hash_ip(ip)); i >= 0;
+			i = t->srv_by_ip.next[i]) {
+		sc_server_t *s = &t->servers[i];
+		if(!sc_src_match(&s->ip, s->port, s->port_explicit, s->transport, ip,
+				   port, transport))
+			continue;
+		if(found)
+			return NULL; /* ambiguous */
+		found = s;
+	}
+	return found;
+}
+
+sc_proxy_t *sc_topo_proxy_by_src(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport)
+{
+	int i;
+	sc_proxy_t *found = NULL;
+
+	if(t == NULL || t->nproxies == 0)
+		return NULL;
+	for(i = sc_index_first(&t->px_by_ip, sc_hash_ip(ip)); i >= 0;
+			i = t->px_by_ip.next[i]) {
+		sc_proxy_t *p = &t->proxies[i];
+		if(!sc_src_match(&p->ip, p->port, p->port_explicit, p->transport, ip,
+				   port, transport))
+			continue;
+		if(found)
+			return NULL;
+		found = p;
+	}
+	return found;
+}
+
+sc_sbc_t *sc_topo_sbc_by_src(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport)
+{
+	int i;
+	sc_sbc_t *found = NULL;
+
+	if(t == NULL || t->nsbcs == 0)
+		return NULL;
+	for(i = sc_index_first(&t->sbc_by_ip, sc_hash_ip(ip)); i >= 0;
+			i = t->sbc_by_ip.next[i]) {
+		sc_sbc_t *b = &t->sbcs[i];
+		if(!sc_src_match(&b->ip, b->port, b->port_explicit, b->transport, ip,
+				   port, transport))
+			continue;
+		if(found)
+			return NULL;
+		found = b;
 	}
 	return found;
 }

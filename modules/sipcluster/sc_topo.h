@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include "../../core/str.h"
 #include "sc_health.h"
+#include "sc_codec.h"
 
 #define SC_DEFAULT_PORT 5060
 #define SC_ERR_FILE_MAX 256
@@ -48,9 +49,11 @@ typedef struct sc_server
 	str name;
 	str address; /* IP literal as written (IPv6 without brackets) */
 	int port;
-	int transport; /* sc_transport_t */
-	int role;	   /* sc_role_t */
-	str uri;	   /* sip:address:port[;transport=x] */
+	int port_explicit; /* the document names the port: it is matched for
+						* every transport (see sc_topo_server_by_src) */
+	int transport;	   /* sc_transport_t */
+	int role;		   /* sc_role_t */
+	str uri;		   /* sip:address:port[;transport=x] */
 	sc_ip_t ip;
 	int line;  /* line of the <server> element in the document */
 	int index; /* 0 or 1 inside its pair */
@@ -77,6 +80,7 @@ typedef struct sc_proxy
 	str name;
 	str address;
 	int port;
+	int port_explicit;
 	int transport;
 	str geo;
 	str uri; /* sip:address:port[;transport=x] */
@@ -84,6 +88,21 @@ typedef struct sc_proxy
 	int line;
 	int index;
 } sc_proxy_t;
+
+/* a Session Border Controller in front of endpoints: the only source a
+ * REGISTER may carry a Path from */
+typedef struct sc_sbc
+{
+	str name;
+	str address;
+	int port;
+	int port_explicit;
+	int transport;
+	str geo; /* may be empty */
+	sc_ip_t ip;
+	int line;
+	int index;
+} sc_sbc_t;
 
 /* hash chains over item indexes, built at load time (head[size], next[n]) */
 typedef struct sc_index
@@ -103,11 +122,16 @@ typedef struct sc_topo
 	sc_pair_t *pairs;
 	int nservers;
 	sc_server_t *servers;
+	int nsbcs;
+	sc_sbc_t *sbcs;
+	int has_key; /* the document has a secret: pins carry a MAC */
+	unsigned char key[SC_KEY_LEN];
 	int ngeos; /* distinct geo-locations, in document order */
 	str *geos;
 	/* per-packet look-ups are hashed, not scanned */
 	sc_index_t srv_by_ip;
 	sc_index_t px_by_ip;
+	sc_index_t sbc_by_ip;
 	sc_index_t pair_by_name;
 	sc_index_t srv_by_name;
 	sc_index_t srv_by_uid; /* built by sc_topo_carry_state() */
@@ -147,6 +171,18 @@ sc_server_t *sc_topo_server_by_uid(sc_topo_t *t, unsigned int uid);
 sc_server_t *sc_topo_server_by_addr(
 		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
 sc_proxy_t *sc_topo_proxy_by_addr(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
+
+/* Who a message comes from, by its source: ip, source port, transport.
+ * The port must match for UDP and SCTP, and for TCP and TLS too when the
+ * document names the port explicitly (the peer then connects from its
+ * listen port, e.g. Kamailio with tcp_reuse_port); the transport must
+ * match. NULL when none or ambiguous. */
+sc_server_t *sc_topo_server_by_src(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
+sc_proxy_t *sc_topo_proxy_by_src(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
+sc_sbc_t *sc_topo_sbc_by_src(
 		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
 
 /* Carry run-time state from old to new: a server keeps its state (and uid)

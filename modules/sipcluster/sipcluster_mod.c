@@ -62,6 +62,7 @@ stat_var *sc_st_unavailable = NULL;
 stat_var *sc_st_retargeted = NULL;
 stat_var *sc_st_xgr_used = NULL;
 stat_var *sc_st_xgr_dropped = NULL;
+stat_var *sc_st_refused = NULL;
 
 static int sc_event_rt = -1;
 /* transition being reported by event_route (per process) */
@@ -79,6 +80,12 @@ static int w_sipcluster_record_route(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_dialog(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_x_genesys_route(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_register(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_from_sbc(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_set_socket(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_from_cluster(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_loose_route(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_check_relay(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_deny(sip_msg_t *msg, char *code, char *reason);
 static int pv_parse_sipcluster_name(pv_spec_p sp, str *in);
 static int pv_get_sipcluster(
 		sip_msg_t *msg, pv_param_t *param, pv_value_t *res);
@@ -92,6 +99,18 @@ static cmd_export_t cmds[] = {
 		0, 0, 0, ANY_ROUTE},
 	{"sipcluster_from_proxy", (cmd_function)w_sipcluster_from_proxy,
 		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_from_sbc", (cmd_function)w_sipcluster_from_sbc,
+		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_from_cluster", (cmd_function)w_sipcluster_from_cluster,
+		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_set_socket", (cmd_function)w_sipcluster_set_socket,
+		0, 0, 0, REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE},
+	{"sipcluster_loose_route", (cmd_function)w_sipcluster_loose_route,
+		0, 0, 0, REQUEST_ROUTE},
+	{"sipcluster_check_relay", (cmd_function)w_sipcluster_check_relay,
+		0, 0, 0, ONSEND_ROUTE},
+	{"sipcluster_deny", (cmd_function)w_sipcluster_deny,
+		2, fixup_igp_spve, fixup_free_igp_spve, REQUEST_ROUTE},
 	{"sipcluster_route", (cmd_function)w_sipcluster_route,
 		0, 0, 0, REQUEST_ROUTE},
 	{"sipcluster_next", (cmd_function)w_sipcluster_next,
@@ -121,6 +140,11 @@ static param_export_t params[] = {
 	{"cross_dc_failover", PARAM_INT, &sc_cross_dc_failover},
 	{"max_contacts", PARAM_INT, &sc_max_contacts},
 	{"usrloc_domain", PARAM_STR, &sc_usrloc_domain},
+	{"max_expires", PARAM_INT, &sc_max_expires},
+	{"min_expires", PARAM_INT, &sc_min_expires},
+	{"default_expires", PARAM_INT, &sc_default_expires},
+	{"case_sensitive", PARAM_INT, &sc_case_sensitive},
+	{"log_interval", PARAM_INT, &sc_log_interval},
 	{0, 0, 0}
 };
 
@@ -142,6 +166,7 @@ static stat_export_t mod_stats[] = {
 	{"dialog_retargeted", 0, &sc_st_retargeted},
 	{"xgr_used", 0, &sc_st_xgr_used},
 	{"xgr_dropped", 0, &sc_st_xgr_dropped},
+	{"refused", 0, &sc_st_refused},
 	{"registers_relayed", 0, &sc_st_reg_relayed},
 	{"bindings_stored", 0, &sc_st_reg_stored},
 	{"bindings_removed", 0, &sc_st_reg_removed},
@@ -319,6 +344,7 @@ int sc_reload(char *msg, int msglen)
 	sc_shared->topo = nt;
 	sc_shared->self = self;
 	sc_shared->gen++;
+	sc_shared->topo_gen++;
 	sc_shared->reloads++;
 	sc_shared->loaded_at = sc_wall_ms();
 	lock_release(&sc_shared->lock);
@@ -368,6 +394,16 @@ static int mod_init(void)
 	}
 	if(sc_parse_alive_codes() < 0)
 		return -1;
+	if(sc_log_interval < 0) {
+		LM_ERR("log_interval must be 0 (log every refusal) or more seconds\n");
+		return -1;
+	}
+	if(sc_max_expires < 0 || sc_min_expires < 0 || sc_default_expires < 1
+			|| (sc_max_expires > 0 && sc_min_expires > sc_max_expires)) {
+		LM_ERR("expiry limits: need 0 <= min_expires <= max_expires (0 = no "
+			   "limit) and default_expires > 0\n");
+		return -1;
+	}
 
 	xmlInitParser();
 	t = sc_topo_load(sc_cluster_file, sc_schema_file, &err);
@@ -403,6 +439,7 @@ static int mod_init(void)
 		sc_health_reset(&t->pairs[i], now);
 	sc_shared->topo = t;
 	sc_shared->self = self;
+	sc_shared->topo_gen = 1;
 	sc_shared->loaded_at = sc_wall_ms();
 	if(sc_geo_location.len == 0) {
 		/* a private copy: the topology block is freed on reload */
@@ -659,39 +696,9 @@ static int pv_get_sipcluster(sip_msg_t *msg, pv_param_t *param, pv_value_t *res)
 /* ---- cfg functions and KEMI ---- */
 
 
-static int ki_sipcluster_seen_request(sip_msg_t *msg)
-{
-	sc_server_t *s;
-	sc_transition_t tr;
-	int events = 0, prev = -1, ret = -1;
-
-	if(msg == NULL || msg->first_line.type != SIP_REQUEST)
-		return -1;
-	lock_get(&sc_shared->lock);
-	s = sc_src_server(msg);
-	if(s != NULL) {
-		sc_pair_t *p = s->pair;
-		ret = 1;
-		prev = sc_pair_active_index(p);
-		sc_health_seen_request(p, s->index, sc_now_ms(), sc_wall_ms(), &events);
-		if(events)
-			sc_transition_fill(
-					&tr, p, events, prev, "request received from it");
-	}
-	lock_release(&sc_shared->lock);
-	if(events)
-		sc_transition_report(&tr);
-	return ret;
-}
-
 static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2)
 {
 	return ki_sipcluster_seen_request(msg);
-}
-
-static int ki_sipcluster_from_server(sip_msg_t *msg)
-{
-	return sc_src_is_server(msg) ? 1 : -1;
 }
 
 static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2)
@@ -699,14 +706,47 @@ static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_from_server(msg);
 }
 
-static int ki_sipcluster_from_proxy(sip_msg_t *msg)
-{
-	return sc_src_proxy_index(msg) >= 0 ? 1 : -1;
-}
-
 static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2)
 {
 	return ki_sipcluster_from_proxy(msg);
+}
+
+static int w_sipcluster_from_cluster(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_from_cluster(msg);
+}
+
+static int w_sipcluster_set_socket(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_set_socket(msg);
+}
+
+static int w_sipcluster_from_sbc(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_from_sbc(msg);
+}
+
+static int w_sipcluster_loose_route(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_loose_route(msg);
+}
+
+static int w_sipcluster_check_relay(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_check_relay(msg);
+}
+
+static int w_sipcluster_deny(sip_msg_t *msg, char *code, char *reason)
+{
+	int c = 0;
+	str r = STR_NULL;
+
+	if(fixup_get_ivalue(msg, (gparam_t *)code, &c) < 0
+			|| fixup_get_svalue(msg, (gparam_t *)reason, &r) < 0) {
+		LM_ERR("cannot get the parameters\n");
+		return -1;
+	}
+	return ki_sipcluster_deny(msg, c, &r);
 }
 
 static int w_sipcluster_route(sip_msg_t *msg, char *p1, char *p2)
@@ -755,6 +795,21 @@ static sr_kemi_t sr_kemi_sipcluster_exports[] = {
 		SR_KEMIP_INT, ki_sipcluster_record_route, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("dialog"),
 		SR_KEMIP_INT, ki_sipcluster_dialog, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("loose_route"),
+		SR_KEMIP_INT, ki_sipcluster_loose_route, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("check_relay"),
+		SR_KEMIP_INT, ki_sipcluster_check_relay, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("from_sbc"),
+		SR_KEMIP_INT, ki_sipcluster_from_sbc, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("from_cluster"),
+		SR_KEMIP_INT, ki_sipcluster_from_cluster, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("set_socket"),
+		SR_KEMIP_INT, ki_sipcluster_set_socket, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("deny"),
+		SR_KEMIP_INT, ki_sipcluster_deny,
+		{ SR_KEMIP_INT, SR_KEMIP_STR, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
 	{ str_init("sipcluster"), str_init("x_genesys_route"),
 		SR_KEMIP_INT, ki_sipcluster_x_genesys_route, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("register"),

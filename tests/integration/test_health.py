@@ -129,9 +129,16 @@ class TestHealth(unittest.TestCase):
         n1 = self.n1()
         self.assertEqual(n1["active"], "a")
         self.assertEqual(n1["switchovers"], "0")
-        # the backup itself sends a request to the proxy
-        t0 = time.monotonic()
+        # the backup sends an out-of-dialog MESSAGE: no proof (a backup may
+        # send OPTIONS, REGISTER, MESSAGE)
         r = sip_request("MESSAGE", "sip:x@%s.1.12:5060" % B,
+                        B + ".9.1", dst=(B + ".1.12", 5060),
+                        headers=["X-Standin-Forward: sip:%s:5060" % PX])
+        time.sleep(0.3)
+        self.assertEqual(self.n1()["active"], "a")
+        # the backup itself sends a dialog-forming request to the proxy
+        t0 = time.monotonic()
+        r = sip_request("INVITE", "sip:x@%s.1.12:5060" % B,
                         B + ".9.1", dst=(B + ".1.12", 5060),
                         headers=["X-Standin-Forward: sip:%s:5060" % PX])
         self.assertTrue(wait_until(lambda: self.n1()["active"] == "b", 2, 0.02))

@@ -7,6 +7,7 @@
 Suite *topo_suite(void);
 Suite *health_suite(void);
 Suite *select_suite(void);
+Suite *codec_suite(void);
 
 int main(void)
 {
@@ -16,6 +17,7 @@ int main(void)
 	sr = srunner_create(topo_suite());
 	srunner_add_suite(sr, health_suite());
 	srunner_add_suite(sr, select_suite());
+	srunner_add_suite(sr, codec_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

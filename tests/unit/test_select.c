@@ -225,36 +225,6 @@ START_TEST(test_swrr_next_matches_cycle)
 }
 END_TEST
 
-START_TEST(test_rr_param)
-{
-	char buf[80];
-	str p = {"node-dc1-1", 10}, bad = {"a;b", 3}, v;
-	str params = {"lr;ftag=abc;scp=node-dc1-1;x", 28};
-
-	ck_assert_int_eq(sc_rr_param_encode(&p, buf, sizeof(buf)), 15);
-	ck_assert_str_eq(buf, ";scp=node-dc1-1");
-	ck_assert_int_eq(sc_rr_param_encode(&bad, buf, sizeof(buf)), -1);
-	ck_assert_int_eq(sc_rr_param_encode(&p, buf, 10), -1);
-	/* decode: round trip through a Route URI's parameters */
-	ck_assert_int_eq(sc_uri_param(&params, "scp", &v), 0);
-	ck_assert(STR_IS(v, "node-dc1-1"));
-	ck_assert(sc_rr_param_valid(&v));
-	ck_assert_int_eq(sc_uri_param(&params, "lr", &v), 0);
-	ck_assert_int_eq(v.len, 0);
-	ck_assert_int_eq(sc_uri_param(&params, "sc", &v), -1);
-	ck_assert_int_eq(sc_uri_param(&params, "x", &v), 0);
-	{
-		str e = {"scp=", 4};
-		ck_assert_int_eq(sc_uri_param(&e, "scp", &v), 0);
-		ck_assert(!sc_rr_param_valid(&v));
-	}
-	{
-		str inj = {"n1%3B", 5};
-		ck_assert(!sc_rr_param_valid(&inj));
-	}
-}
-END_TEST
-
 static int ok_not(int i, void *arg)
 {
 	return i != *(int *)arg;
@@ -336,7 +306,6 @@ Suite *select_suite(void)
 	tcase_add_test(tc, test_pick_skips_tried);
 	tcase_add_test(tc, test_huge_weights_are_scaled);
 	tcase_add_test(tc, test_swrr_next_matches_cycle);
-	tcase_add_test(tc, test_rr_param);
 	tcase_add_test(tc, test_rendezvous_moves_only_own_keys);
 	tcase_add_test(tc, test_lookup_indexes_large);
 	suite_add_tcase(s, tc);

@@ -297,6 +297,17 @@ static const bad_doc_t bad_docs[] = {
 						"<server name=\"s1\" address=\"127.0.0.2\" "
 						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
 				4, "'-1' is not a valid value"},
+		{"secret too short",
+				HDR "<sip-cluster name=\"c\" secret=\"short\">\n" P1 CLOSE, 2,
+				"length"},
+		{"sbc without address", OPEN P1 "<sbc name=\"b\"/>\n" CLOSE, 4,
+				"'address' is required"},
+		{"sbc on a proxy's address",
+				OPEN P1 "<sbc name=\"b\" address=\"127.0.0.1\"/>\n" CLOSE, 4,
+				"already used by 'p1'"},
+		{"sbc name taken",
+				OPEN P1 "<sbc name=\"p1\" address=\"127.0.0.7\"/>\n" CLOSE, 4,
+				"duplicate name 'p1'"},
 		{"server outside a pair",
 				OPEN P1 "<server name=\"s1\" address=\"127.0.0.2\" "
 						"role=\"primary\"/>\n" CLOSE,
@@ -397,6 +408,94 @@ END_TEST
 
 /* ---- state carried across reloads ---- */
 
+/* a custom schema that allows a pair without servers: the C check still
+ * refuses it (no crash on a ;scp= naming such a pair later) */
+START_TEST(test_custom_schema_pair_without_servers)
+{
+	static const char *xsd =
+			"<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\">\n"
+			"<xs:element name=\"sip-cluster\"><xs:complexType>\n"
+			"<xs:sequence><xs:any processContents=\"skip\" minOccurs=\"0\" "
+			"maxOccurs=\"unbounded\"/></xs:sequence>\n"
+			"<xs:anyAttribute processContents=\"skip\"/>\n"
+			"</xs:complexType></xs:element></xs:schema>\n";
+	const char *doc = OPEN P1
+			"<ha-pair name=\"h\" geo-location=\"dc1\">\n</ha-pair>\n" CLOSE;
+	char path[] = "/tmp/sc-test-xsd-XXXXXX";
+	int fd = mkstemp(path);
+	sc_error_t err;
+	sc_topo_t *t;
+
+	ck_assert(fd >= 0);
+	ck_assert(write(fd, xsd, strlen(xsd)) == (ssize_t)strlen(xsd));
+	close(fd);
+	t = sc_topo_load_mem(doc, strlen(doc), "test.xml", path, &err);
+	unlink(path);
+	ck_assert_msg(t == NULL, "a pair without servers was accepted");
+	ck_assert_int_eq(err.line, 4);
+	ck_assert_msg(
+			strstr(err.reason, "has no <server>") != NULL, "%s", err.reason);
+}
+END_TEST
+
+/* <sbc>, the secret, and who a source is (port rule per transport) */
+START_TEST(test_sbc_secret_and_sources)
+{
+	const char *doc =
+			HDR "<sip-cluster name=\"c\" secret=\"0123456789abcdef\">\n"
+				"<proxy name=\"p1\" address=\"127.0.0.1\" port=\"5060\" "
+				"geo-location=\"dc1\"/>\n"
+				"<proxy name=\"p2\" address=\"127.0.0.2\" transport=\"tcp\" "
+				"geo-location=\"dc1\"/>\n"
+				"<sbc name=\"b1\" address=\"127.0.0.9\" port=\"5070\"/>\n"
+				"<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+				"<server name=\"s1\" address=\"127.0.0.3\" port=\"5080\" "
+				"transport=\"tcp\" role=\"primary\"/>\n"
+				"<server name=\"s2\" address=\"127.0.0.4\" transport=\"tcp\" "
+				"role=\"backup\"/>\n"
+				"</ha-pair>\n" CLOSE;
+	sc_error_t err;
+	sc_topo_t *t = load(doc, &err);
+	sc_ip_t ip;
+	unsigned char key[16];
+
+	ck_assert_msg(t != NULL, "rejected: %s", err.reason);
+	ck_assert_int_eq(t->nsbcs, 1);
+	ck_assert(STR_IS(t->sbcs[0].name, "b1"));
+	ck_assert_int_eq(t->sbcs[0].port, 5070);
+	ck_assert(t->has_key);
+	sc_key_derive("0123456789abcdef", 16, key);
+	ck_assert(memcmp(key, t->key, 16) == 0);
+	ck_assert_int_eq(t->proxies[0].port_explicit, 1);
+	ck_assert_int_eq(t->proxies[1].port_explicit, 0);
+
+	/* TCP server with an explicit port: the port must match */
+	sc_ip_parse("127.0.0.3", 9, &ip);
+	ck_assert(sc_topo_server_by_src(t, &ip, 5080, SC_TP_TCP) != NULL);
+	ck_assert(sc_topo_server_by_src(t, &ip, 40000, SC_TP_TCP) == NULL);
+	ck_assert(sc_topo_server_by_src(t, &ip, 5080, SC_TP_UDP) == NULL);
+	/* TCP server without a port in the document: any source port */
+	sc_ip_parse("127.0.0.4", 9, &ip);
+	ck_assert(sc_topo_server_by_src(t, &ip, 40000, SC_TP_TCP) != NULL);
+	/* UDP: the port always */
+	sc_ip_parse("127.0.0.1", 9, &ip);
+	ck_assert(sc_topo_proxy_by_src(t, &ip, 5060, SC_TP_UDP) != NULL);
+	ck_assert(sc_topo_proxy_by_src(t, &ip, 5061, SC_TP_UDP) == NULL);
+	sc_ip_parse("127.0.0.9", 9, &ip);
+	ck_assert(sc_topo_sbc_by_src(t, &ip, 5070, SC_TP_UDP) != NULL);
+	ck_assert(sc_topo_sbc_by_src(t, &ip, 5060, SC_TP_UDP) == NULL);
+	ck_assert(sc_topo_server_by_src(t, &ip, 5070, SC_TP_UDP) == NULL);
+	sc_topo_free(t);
+
+	/* no secret: no key */
+	t = load(valid_doc, &err);
+	ck_assert(t != NULL);
+	ck_assert(!t->has_key);
+	ck_assert_int_eq(t->nsbcs, 0);
+	sc_topo_free(t);
+}
+END_TEST
+
 START_TEST(test_carry_state)
 {
 	sc_error_t err;
@@ -474,6 +573,8 @@ Suite *topo_suite(void)
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_external_schema);
 	tcase_add_test(tc, test_carry_state);
+	tcase_add_test(tc, test_custom_schema_pair_without_servers);
+	tcase_add_test(tc, test_sbc_secret_and_sources);
 	suite_add_tcase(s, tc);
 	return s;
 }
