@@ -7,6 +7,7 @@
 #   make lab        two data centers on loopback; make lab-stop stops it
 #   make install    DESTDIR=... honoured
 #   make bench      benchmarks (docs/benchmarks.md)
+#   make fuzz       libFuzzer targets, FUZZ_S seconds each (default 60)
 
 KSRC ?= $(CURDIR)/build/ksrc
 MODDIR_SRC := modules/sipcluster
@@ -17,7 +18,7 @@ SHAREDIR ?= /usr/share/sipcluster
 DOCDIR ?= /usr/share/doc/sipcluster
 
 .PHONY: all module deps test unit integration lab lab-stop lab-status \
-	install uninstall clean distclean bench
+	install uninstall clean distclean bench fuzz
 
 all: module
 
@@ -64,10 +65,15 @@ uninstall:
 bench: module
 	python3 bench/bench.py
 
+FUZZ_S ?= 60
+fuzz:
+	$(MAKE) -C tests/fuzz run FUZZ_S=$(FUZZ_S)
+
 clean:
 	-$(MAKE) -C $(MODDIR_SRC) KSRC=$(KSRC) clean
 	rm -f $(MODDIR_SRC)/sc_schema.h $(MODDIR_SRC)/test-cflags.txt
 	-$(MAKE) -C tests/unit clean
+	-$(MAKE) -C tests/fuzz clean
 
 distclean: clean
 	rm -rf build

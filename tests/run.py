@@ -2,6 +2,7 @@
 """Run every sipcluster test and end with one line: 'N passed, N failed'.
 
   unit:        tests/unit (Check), built with the module's own flags
+  fuzz corpus: tests/fuzz (libFuzzer targets), every seed input once
   integration: tests/integration/test_*.py (unittest) against real
                Kamailio processes and SIPp on loopback addresses
 
@@ -40,6 +41,20 @@ def run_unit():
     return total - fails - errs, fails + errs
 
 
+def run_fuzz_corpus():
+    """every fuzz target over its seed corpus once (ASan + UBSan)"""
+    print("== fuzz corpus (libFuzzer, ASan + UBSan): every seed once", flush=True)
+    p = subprocess.run(["make", "-s", "-C", os.path.join(TOP, "tests", "fuzz"), "corpus"],
+                       capture_output=True, text=True, timeout=600)
+    out = p.stdout + p.stderr
+    runs = re.findall(r"Done (\d+) runs", out)
+    print(out.strip()[-3000:])
+    if p.returncode != 0 or not runs:
+        print("fuzz corpus: FAILED (exit %d)" % p.returncode)
+        return len(runs), 1
+    return len(runs), 0
+
+
 def run_integration(pattern=None):
     print("== integration tests (real Kamailio + SIPp on 127.0.0.0/8)", flush=True)
     idir = os.path.join(TOP, "tests", "integration")
@@ -65,6 +80,9 @@ def main():
     passed = failed = skipped = 0
     if "--integration-only" not in args:
         p, f = run_unit()
+        passed += p
+        failed += f
+        p, f = run_fuzz_corpus()
         passed += p
         failed += f
     if "--unit-only" not in args:
