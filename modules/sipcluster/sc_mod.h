@@ -115,6 +115,8 @@ int sc_msg_src(sip_msg_t *msg);
 /* refuse msg: reply code/reason (stateless) and log it, at most once per
  * source and log_interval; returns 0 (the script stops) */
 int sc_refuse(sip_msg_t *msg, int code, const char *reason, const char *why);
+int sc_refuse_init(void);
+void sc_refuse_destroy(void);
 /* "sip:ip:port[;transport=x]" of the message's source into buf */
 int sc_src_flow(sip_msg_t *msg, char *buf, int len);
 void sc_route_remember(const char *pair, const char *server);

@@ -260,63 +260,97 @@ int ki_sipcluster_set_socket(sip_msg_t *msg)
 
 /* ---- refusing, with logs an outage or an attack cannot flood ---- */
 
-#define SC_RL_SLOTS 256
+/* when each source was last logged: one shm table for all processes,
+ * indexed by a hash of the address; a race between two processes costs at
+ * most one extra line */
+#define SC_RL_SLOTS 4096
 
-/* per process: when each source (hashed) was last logged */
-static struct
+typedef struct sc_rl_slot
 {
-	sc_ip_t ip;
-	long long last;
+	unsigned int key;  /* hash of the address, 0 free */
+	unsigned int last; /* seconds (monotonic) */
 	unsigned int suppressed;
-} sc_rl[SC_RL_SLOTS];
+} sc_rl_slot_t;
+
+static sc_rl_slot_t *sc_rl = NULL;
+
+int sc_refuse_init(void)
+{
+	sc_rl = shm_mallocxz(SC_RL_SLOTS * sizeof(sc_rl_slot_t));
+	if(sc_rl == NULL) {
+		SHM_MEM_ERROR;
+		return -1;
+	}
+	return 0;
+}
+
+void sc_refuse_destroy(void)
+{
+	if(sc_rl)
+		shm_free(sc_rl);
+	sc_rl = NULL;
+}
 
 /* 1 when this source may be logged now; *suppressed = lines skipped since */
 static int sc_rl_allow(sip_msg_t *msg, unsigned int *suppressed)
 {
 	sc_ip_t ip;
-	unsigned int h = 2166136261u;
+	unsigned int h = 2166136261u, now;
 	int i, n;
-	long long now = sc_now_ms();
+	sc_rl_slot_t *sl;
 
+	*suppressed = 0;
+	if(sc_rl == NULL || sc_log_interval == 0)
+		return 1;
 	sc_msg_ip(msg, &ip);
 	n = ip.af == AF_INET6 ? 16 : 4;
 	for(i = 0; i < n; i++) {
 		h ^= ip.ip[i];
 		h *= 16777619u;
 	}
-	h %= SC_RL_SLOTS;
-	*suppressed = 0;
-	if(sc_ip_eq(&sc_rl[h].ip, &ip) && sc_rl[h].last != 0
-			&& now - sc_rl[h].last < (long long)sc_log_interval * 1000) {
-		sc_rl[h].suppressed++;
+	if(h == 0)
+		h = 1;
+	now = (unsigned int)(sc_now_ms() / 1000) + 1;
+	sl = &sc_rl[h % SC_RL_SLOTS];
+	if(sl->key == h && now - sl->last < (unsigned int)sc_log_interval) {
+		sl->suppressed++;
 		return 0;
 	}
-	if(sc_ip_eq(&sc_rl[h].ip, &ip))
-		*suppressed = sc_rl[h].suppressed;
-	sc_rl[h].ip = ip;
-	sc_rl[h].last = now;
-	sc_rl[h].suppressed = 0;
+	if(sl->key == h)
+		*suppressed = sl->suppressed;
+	sl->key = h;
+	sl->last = now;
+	sl->suppressed = 0;
 	return 1;
 }
 
 static void sc_refuse_log(sip_msg_t *msg, int code, const char *why)
 {
 	unsigned int sup;
+	char more[64];
 
-	update_stat(sc_st_refused, 1);
+	if(code > 0)
+		update_stat(sc_st_refused, 1);
 	if(!sc_rl_allow(msg, &sup))
 		return;
-	if(msg->first_line.type == SIP_REQUEST)
-		LM_NOTICE("refused %.*s from %s:%d (%s) with %d: %s%s%.0u%s\n",
+	more[0] = '\0';
+	if(sup)
+		snprintf(more, sizeof(more), " [%u more from this source not logged]",
+				sup);
+	if(msg->first_line.type != SIP_REQUEST)
+		LM_NOTICE("dropped a reply from %s:%d (%s): %s%s\n",
+				ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port,
+				proto2a(msg->rcv.proto), why, more);
+	else if(code > 0)
+		LM_NOTICE("refused %.*s from %s:%d (%s) with %d: %s%s\n",
 				msg->first_line.u.request.method.len,
 				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
-				msg->rcv.src_port, proto2a(msg->rcv.proto), code, why,
-				sup ? " [" : "", sup,
-				sup ? " more from this source not logged]" : "");
+				msg->rcv.src_port, proto2a(msg->rcv.proto), code, why, more);
 	else
-		LM_NOTICE("dropped a reply from %s:%d (%s): %s\n",
-				ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port,
-				proto2a(msg->rcv.proto), why);
+		LM_NOTICE("%.*s from %s:%d (%s): %s%s\n",
+				msg->first_line.u.request.method.len,
+				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
+				msg->rcv.src_port, proto2a(msg->rcv.proto), why, more);
 }
 
 int sc_refuse(sip_msg_t *msg, int code, const char *reason, const char *why)

@@ -464,6 +464,8 @@ static int mod_init(void)
 		return -1;
 	if(sc_route_init() < 0)
 		return -1;
+	if(sc_refuse_init() < 0)
+		return -1;
 	if(sc_reg_init() < 0)
 		return -1;
 	sc_event_rt = route_lookup(&event_rt, sc_event_route_name.s);
@@ -502,6 +504,7 @@ static int child_init(int rank)
 
 static void mod_destroy(void)
 {
+	sc_refuse_destroy();
 	if(sc_shared == NULL)
 		return;
 	if(sc_shared->topo)

@@ -20,7 +20,7 @@ SERVERS = {"s11": (B + ".1.11", "primary", "n1"), "s12": (B + ".1.12", "backup",
            "s21": (B + ".1.21", "primary", "n2"), "s31": (B + ".2.31", "primary", "n3")}
 SBC = B + ".8.1"
 # bulk REGISTERs from one address: no per-source rate limit (pike) here
-ARGS = ["-A", "NO_PIKE", "-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1", "-A", "SERVER_TIMEOUT=1000",
+ARGS = ["-A", "NO_PIKE", "-A", "WITH_DIALOG_DMQ", "-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1", "-A", "SERVER_TIMEOUT=1000",
         "-A", "UL_TIMER=1", "-A", "UL_KA_MODE=1"]
 REG_XML = os.path.join(TOP, "tests", "sipp", "reg_auth.xml")
 
@@ -281,6 +281,8 @@ class TestRegistrar(unittest.TestCase):
         ep.close()
 
     def test_10_dialogs_replicated_and_in_dialog_via_other_proxy(self):
+        # these proxies run WITH_DIALOG_DMQ: the call list is replicated
+        # (routing itself needs no replicated state: the ;scp= pin)
         call = Call(B + ".9.10")
         r = call.invite((PROXIES["dc1-a"], 5060))
         self.assertEqual(reply_code(r), 200, r)
