@@ -421,6 +421,42 @@ class TestNoRelay(unittest.TestCase):
         self.assertEqual(reply_code(call.bye(P1)), 200)
         call.close()
 
+    def test_18_tcp_connections_per_source_bounded(self):
+        # one address opens 40 connections that each speak SIP: the first 32
+        # are served, the rest closed; once they are gone, the address may
+        # connect again
+        def options(s):
+            s.sendall(sip_msg("OPTIONS sip:%s:5060 SIP/2.0" % P1[0], [
+                "Via: SIP/2.0/TCP %s:%d;branch=z9hG4bK%s" % (s.getsockname() + (
+                    uuid.uuid4().hex[:10],)),
+                "Max-Forwards: 70", "From: <sip:tcp@x>;tag=1", "To: <sip:p1@y>",
+                "Call-ID: %s" % uuid.uuid4().hex, "CSeq: 1 OPTIONS"]).encode())
+            s.settimeout(2)
+            try:
+                return s.recv(4096).decode(errors="replace")
+            except OSError:
+                return ""
+        src = B + ".9.77"
+        conns, answers = [], []
+        for i in range(40):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((src, 0))
+            s.connect(P1)
+            conns.append(s)
+            answers.append(options(s))
+        ok = [a for a in answers if a.startswith("SIP/2.0 200")]
+        refused = [a for a in answers if a.startswith("SIP/2.0 503")]
+        self.assertEqual(len(ok), 32, [a[:40] for a in answers])
+        self.assertEqual(len(refused), 8)
+        for s in conns:
+            s.close()
+        time.sleep(1)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((src, 0))
+        s.connect(P1)
+        self.assertTrue(options(s).startswith("SIP/2.0 200"))
+        s.close()
+
     def test_17_register_with_many_contacts(self):
         for n in ("a1", "a2"):
             self.c.set_shv(n, "reg_noauth", 1)
