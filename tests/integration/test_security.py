@@ -70,8 +70,10 @@ class TestNoRelay(unittest.TestCase):
         cls.c = c = Cluster("security", doc())
         for name, (addr, role, _) in SERVERS.items():
             c.start_standin(name, addr, backup=(role == "backup"))
-        for n in ("p1", "p2", "p3"):
+        for n in ("p1", "p2"):
             c.start_proxy(n, ARGS)
+        # p3 closes idle TCP connections after 3 s (default 120 s)
+        c.start_proxy("p3", ARGS + ["-A", "TCP_IDLE_LIFETIME=3"])
         cls.sinks = [Sink(B.replace("127.25", "127.66") + ".0.%d" % i) for i in (1, 2)]
         cls.F = cls.sinks[0]
         assert wait_until(lambda: all(
@@ -456,6 +458,38 @@ class TestNoRelay(unittest.TestCase):
         s.connect(P1)
         self.assertTrue(options(s).startswith("SIP/2.0 200"))
         s.close()
+
+    def test_19_idle_tcp_connection_cannot_hold_a_slot(self):
+        # connections that never speak, or stop half-way through a request,
+        # are closed by the proxy: after TCP_IDLE_LIFETIME (3 s on p3), the
+        # half-open ones once the reader gives up on them too
+        import select
+        conns = {}
+        for i in range(20):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((B + ".9.79", 0))
+            s.connect(P3)
+            if i % 2:
+                s.send(b"INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP 1.2.3.4")
+            conns[s.fileno()] = (i, s)
+        t0 = time.monotonic()
+        closed = {}
+        while conns and time.monotonic() - t0 < 25:
+            r, _, _ = select.select([s for _, s in conns.values()], [], [], 1)
+            for s in r:
+                i, _ = conns.pop(s.fileno())
+                try:
+                    data = s.recv(100)
+                except OSError:
+                    data = b""
+                closed[i] = (time.monotonic() - t0, data)
+                s.close()
+        for _, s in conns.values():
+            s.close()
+        self.assertEqual(sorted(closed), list(range(20)), "connections left open")
+        silent = [closed[i][0] for i in range(0, 20, 2)]
+        self.assertTrue(all(2.5 <= t < 8 for t in silent), silent)
+        self.assertTrue(all(d == b"" for _, d in closed.values()))
 
     def test_17_register_with_many_contacts(self):
         for n in ("a1", "a2"):
