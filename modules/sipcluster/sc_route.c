@@ -396,6 +396,8 @@ typedef struct sc_rset
 	int next_kind;
 	sc_ip_t next_ip; /* the next entry's address when it is an IP */
 	int next_port;
+	int next_proxy;				/* proxy index when next_kind is SC_HOP_PROXY */
+	unsigned int gen;			/* topology the indexes belong to */
 	char pin[SC_PIN_BUF];		/* ;scp= of a consumed cluster entry */
 	char flow[SC_FLOW_MAX + 1]; /* ;scf= or ;received= of our own entry */
 	int flow_len;
@@ -408,6 +410,7 @@ typedef struct sc_rentry
 	struct hdr_field *h;
 	rr_t *r;
 	int kind;
+	int proxy; /* index of the proxy it names */
 	sc_ip_t ip;
 	int port;
 	int has_ip;
@@ -469,6 +472,7 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 				return NULL;
 			}
 			memset(&e[n], 0, sizeof(e[n]));
+			e[n].proxy = -1;
 			e[n].h = h;
 			e[n].r = r;
 			if(parse_uri(r->nameaddr.uri.s, r->nameaddr.uri.len, &pu) < 0)
@@ -485,15 +489,26 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 	lock_get(&sc_shared->lock);
 	t = sc_shared->topo;
 	self = sc_shared->self;
+	sc_rs.gen = sc_shared->topo_gen;
 	for(i = 0; i < n; i++) {
 		sc_proxy_t *px;
 		if(e[i].kind == SC_HOP_SELF || !e[i].has_ip)
 			continue;
+		/* a proxy's Record-Route names whichever of its sockets the call
+		 * crossed (udp/tcp or tls, two with r2): by address and port,
+		 * else by address alone unless that address:port is a server's */
 		px = sc_topo_proxy_by_addr(t, &e[i].ip, e[i].port, 0);
-		if(px != NULL)
-			e[i].kind = (px->index == self) ? SC_HOP_SELF : SC_HOP_PROXY;
-		else if(sc_topo_server_by_addr(t, &e[i].ip, e[i].port, 0) != NULL)
+		if(px == NULL
+				&& sc_topo_server_by_addr(t, &e[i].ip, e[i].port, 0) != NULL) {
 			e[i].kind = SC_HOP_SERVER;
+			continue;
+		}
+		if(px == NULL)
+			px = sc_topo_proxy_by_addr(t, &e[i].ip, 0, 0);
+		if(px != NULL) {
+			e[i].kind = (px->index == self) ? SC_HOP_SELF : SC_HOP_PROXY;
+			e[i].proxy = px->index;
+		}
 	}
 	lock_release(&sc_shared->lock);
 	for(i = 0; i < n; i++)
@@ -527,6 +542,7 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 			sc_rs.next_kind = e[plan.next].kind;
 			sc_rs.next_ip = e[plan.next].ip;
 			sc_rs.next_port = e[plan.next].port;
+			sc_rs.next_proxy = e[plan.next].proxy;
 		}
 		if(plan.consume > 0 && sc_rset_remove(msg, e, n, plan.consume) < 0)
 			return NULL;
@@ -962,6 +978,23 @@ static int sc_set_du_flow(sip_msg_t *msg, const char *uri, int flow)
  * Route entry (kept), else the flow our own entry carried; 1 when decided */
 static int sc_follow(sip_msg_t *msg, sc_rset_t *rs)
 {
+	char uri[SC_URI_BUF];
+
+	if(rs->has_next && rs->next_kind == SC_HOP_PROXY) {
+		/* another proxy: over the transport and port the document names
+		 * for it (how it knows us), whichever of its sockets its
+		 * Record-Route happened to name */
+		uri[0] = '\0';
+		lock_get(&sc_shared->lock);
+		if(rs->gen == sc_shared->topo_gen && rs->next_proxy >= 0
+				&& rs->next_proxy < sc_shared->topo->nproxies) {
+			sc_proxy_t *px = &sc_shared->topo->proxies[rs->next_proxy];
+			snprintf(uri, sizeof(uri), "%.*s", px->uri.len, px->uri.s);
+		}
+		lock_release(&sc_shared->lock);
+		if(uri[0])
+			return sc_set_du_flow(msg, uri, 0) < 0 ? -1 : 1;
+	}
 	if(rs->has_next)
 		return sc_set_du_flow(msg, rs->next, 0) < 0 ? -1 : 1;
 	if(rs->flow_len > 0)
@@ -1020,19 +1053,25 @@ static sc_pair_t *sc_pin_pair(
 		callid = msg->callid->body;
 		trim(&callid);
 	}
-	mac_ok = t->has_key && sc_pin_verify(&pair, &mac, &callid, t->key);
 	local = (p->geo.len == self->geo.len
 			 && memcmp(p->geo.s, self->geo.s, p->geo.len) == 0);
-	if(!mac_ok && !local) {
-		/* a pin we cannot vouch for, to another data center: only where a
-		 * new call would go there too */
-		if(!sc_cross_dc_failover || sc_sched_ready() < 0
-				|| sc_shared->sched_local.len > 0) {
-			*code = 403;
-			*why = "pinned to another data center's pair without a valid "
-				   "MAC";
-			return NULL;
-		}
+	if(local)
+		return p;
+	if(!sc_cross_dc_failover) {
+		*code = 403;
+		*why = "pinned to another data center's pair (cross_dc_failover "
+			   "off)";
+		return NULL;
+	}
+	if(!t->has_key)
+		return p; /* no secret: a pin cannot be checked (see the docs) */
+	mac_ok = sc_pin_verify(&pair, &mac, &callid, t->key);
+	/* a pin we cannot vouch for, to another data center: only where a new
+	 * call would go there too */
+	if(!mac_ok && (sc_sched_ready() < 0 || sc_shared->sched_local.len > 0)) {
+		*code = 403;
+		*why = "pinned to another data center's pair without a valid MAC";
+		return NULL;
 	}
 	return p;
 }

@@ -291,6 +291,49 @@ static int sc_find_self(sc_topo_t *t, char *msg, int len)
 	return -1;
 }
 
+/* every transport the document uses to reach a server or another proxy
+ * needs a listen socket of this proxy (on its own address): TLS, say, is
+ * otherwise accepted in the document and then silently never works */
+static int sc_check_transports(sc_topo_t *t, int self, char *msg, int len)
+{
+	sc_proxy_t *me = &t->proxies[self];
+	str host = me->address;
+	int i, tp, line;
+	const char *kind, *name;
+	int nlen;
+
+	for(i = 0; i < t->nservers + t->nproxies; i++) {
+		if(i < t->nservers) {
+			tp = t->servers[i].transport;
+			line = t->servers[i].line;
+			kind = "server";
+			name = t->servers[i].name.s;
+			nlen = t->servers[i].name.len;
+		} else {
+			if(i - t->nservers == self)
+				continue;
+			tp = t->proxies[i - t->nservers].transport;
+			line = t->proxies[i - t->nservers].line;
+			kind = "proxy";
+			name = t->proxies[i - t->nservers].name.s;
+			nlen = t->proxies[i - t->nservers].name.len;
+		}
+		if(grep_sock_info(&host, 0, (unsigned short)tp) != NULL)
+			continue;
+		snprintf(msg, len,
+				"%.*s:%d: %s '%.*s' is reached over %s, but this proxy has no "
+				"%s listen socket on %.*s (add listen=%s:%.*s:PORT%s)",
+				t->file.len, t->file.s, line, kind, nlen, name,
+				sc_transport_name(tp), sc_transport_name(tp), host.len, host.s,
+				sc_transport_name(tp), host.len, host.s,
+				tp == SC_TP_TLS ? " and the tls module: WITH_TLS in the "
+								  "shipped cfg"
+								: "");
+		return -1;
+	}
+	return 0;
+}
+
 /* check that the document names this proxy with the same address; returns
  * its index or -1 with msg */
 static int sc_check_topo(sc_topo_t *t, char *msg, int len)
@@ -312,6 +355,8 @@ static int sc_check_topo(sc_topo_t *t, char *msg, int len)
 				p->geo.len, p->geo.s, sc_geo_location.len, sc_geo_location.s);
 		return -1;
 	}
+	if(sc_check_transports(t, self, msg, len) < 0)
+		return -1;
 	return self;
 }
 
@@ -454,6 +499,12 @@ static int mod_init(void)
 		sc_geo_location.len = t->proxies[self].geo.len;
 	}
 
+	if(!t->has_key)
+		LM_WARN("cluster document %s has no secret: the ;scp= pins of calls "
+				"carry no MAC, so an endpoint can pin its requests to any "
+				"pair of another data center (cross_dc_failover on); add "
+				"secret=\"<16+ random characters>\" to <sip-cluster>\n",
+				sc_cluster_file);
 	if(register_module_stats("sipcluster", mod_stats) != 0) {
 		LM_ERR("cannot register statistics\n");
 		return -1;

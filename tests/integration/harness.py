@@ -221,12 +221,14 @@ class Cluster:
     def rundir(self, name):
         return os.path.join(self.dir, name)
 
-    def start_standin(self, name, addr, port=5060, backup=False, extra=()):
+    def start_standin(self, name, addr, port=5060, backup=False, extra=(), tls_cfg=None):
         d = self.rundir(name)
         cmd = [os.path.join(LAB, "standin"), "start", "--name", name,
                "--addr", addr, "--port", str(port), "--dir", d]
         if backup:
             cmd.append("--backup")
+        if tls_cfg:
+            cmd += ["--tls-cfg", tls_cfg]
         if extra:
             cmd += ["--"] + list(extra)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
@@ -240,9 +242,11 @@ class Cluster:
         d = self.rundir(name)
         _kill_dir(d)
 
-    def start_proxy(self, name, extra=(), check=True):
+    def start_proxy(self, name, extra=(), check=True, tls_cfg=None):
         d = self.rundir(name)
         cmd = [PROXY, "start", "--cluster", self.file, "--name", name, "--dir", d]
+        if tls_cfg:
+            cmd += ["--tls-cfg", tls_cfg]
         if extra:
             cmd += ["--"] + list(extra)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -301,16 +305,28 @@ class Cluster:
 
 
 def pair_xml(name, geo, servers, **attrs):
+    """servers: (name, address, role) or (name, address, role, port, transport)"""
     extra = "".join(' %s="%s"' % (k.replace("_", "-"), v) for k, v in attrs.items())
     s = '  <ha-pair name="%s" geo-location="%s"%s>\n' % (name, geo, extra)
-    for (sname, addr, role) in servers:
-        s += '    <server name="%s" address="%s" role="%s"/>\n' % (sname, addr, role)
+    for srv in servers:
+        sname, addr, role = srv[:3]
+        more = ""
+        if len(srv) > 3:
+            more = ' port="%d" transport="%s"' % (srv[3], srv[4])
+        s += '    <server name="%s" address="%s"%s role="%s"/>\n' % (sname, addr, more, role)
     return s + "  </ha-pair>\n"
 
 
-def proxy_xml(name, addr, geo, port=5060):
-    return '  <proxy name="%s" address="%s" port="%d" geo-location="%s"/>\n' % (
-        name, addr, port, geo)
+def proxy_xml(name, addr, geo, port=5060, transport="udp"):
+    return '  <proxy name="%s" address="%s" port="%d" transport="%s" geo-location="%s"/>\n' % (
+        name, addr, port, transport, geo)
+
+
+def make_pki(d, hosts):
+    """a lab CA and a certificate (+ tls module cfg) per name: ip in hosts"""
+    subprocess.run([os.path.join(LAB, "pki"), d] + ["%s:%s" % kv for kv in hosts.items()],
+                   check=True, capture_output=True, timeout=120)
+    return {n: os.path.join(d, "%s-tls.cfg" % n) for n in hosts}
 
 
 def cluster_xml(name, body):

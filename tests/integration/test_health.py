@@ -210,3 +210,44 @@ class TestHealth(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestProbeTimeout(unittest.TestCase):
+    """The probe timeout is the module's own (min(oos-check, oos-force) in
+    check mode), not tm's fr_timer (4 s in the shipped cfg): a member that
+    answers OPTIONS after 4.5 s with oos-check = oos-force = 6 s is alive;
+    one that answers after 7 s is not."""
+
+    def setUp(self):
+        body = proxy_xml("pt", B + ".5.1", "dc1")
+        body += pair_xml("slow", "dc1", [("m", B + ".5.11", "primary")],
+                         oos_check=6, oos_force=6)
+        self.c = Cluster("health-timeout", cluster_xml("timeout", body))
+        self.c.start_standin("m", B + ".5.11")
+        self.c.set_shv("m", "options_delay_ms", 4500)
+        self.c.start_proxy("pt")
+
+    def tearDown(self):
+        self.c.stop_all()
+
+    def pair(self):
+        return self.c.pairs("pt")["slow"]
+
+    def test_answer_after_fr_timer_but_within_oos_timeout_is_alive(self):
+        self.assertTrue(wait_until(
+            lambda: self.pair()["SERVERS"]["m"]["last_code"] == "200", 12, 0.2))
+        p = self.pair()
+        m = p["SERVERS"]["m"]
+        print("\n    answered after %s ms (tm fr_timer 4000 ms, probe timeout 6000 ms)"
+              % m["rtt_ms"], end=" ", flush=True)
+        self.assertGreaterEqual(int(m["rtt_ms"]), 4400)
+        self.assertEqual(m["fails"], "0")
+        self.assertEqual(p["state"], "in-service")
+        self.assertEqual(p["mode"], "check")
+        self.assertEqual(self.c.stats("pt").get("ping_failures"), 0)
+        # slower than the probe timeout: a miss, counted at about 6 s
+        self.c.set_shv("m", "options_delay_ms", 7000)
+        t0 = time.monotonic()
+        self.assertTrue(wait_until(lambda: int(self.pair()["SERVERS"]["m"]["fails"]) >= 1,
+                                   16, 0.1))
+        self.assertEqual(self.pair()["SERVERS"]["m"]["last_code"], "408")
