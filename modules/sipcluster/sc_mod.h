@@ -105,8 +105,10 @@ int ki_sipcluster_from_proxy(sip_msg_t *msg);
 int ki_sipcluster_from_sbc(sip_msg_t *msg);
 int ki_sipcluster_from_cluster(sip_msg_t *msg);
 int ki_sipcluster_set_socket(sip_msg_t *msg);
-/* this proxy's listen socket for a transport (NULL when none) */
+/* this proxy's listen socket for a transport (NULL when none), on its
+ * document address, or for another address family (dual stack) */
 struct socket_info *sc_own_socket(int proto);
+struct socket_info *sc_own_socket_af(int proto, int af);
 int ki_sipcluster_seen_request(sip_msg_t *msg);
 sc_server_t *sc_src_server(sip_msg_t *msg); /* lock held */
 void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip);

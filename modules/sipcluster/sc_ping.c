@@ -43,6 +43,7 @@ typedef struct sc_ping_out
 	unsigned int seq;
 	int timeout; /* ms */
 	int transport;
+	int af;
 } sc_ping_out_t;
 
 static struct tm_binds sc_tmb;
@@ -188,6 +189,7 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 					o->uri, sizeof(o->uri), "%.*s", s->uri.len, s->uri.s);
 			o->socklen = 0;
 			o->transport = s->transport;
+			o->af = s->ip.af;
 			o->uid = s->h.uid;
 			o->seq = ping.seq;
 			o->timeout = ping.timeout;
@@ -212,7 +214,7 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 		uri.len = o->urilen;
 		{
 			/* from this proxy's own socket for the server's transport */
-			struct socket_info *si = sc_own_socket(o->transport);
+			struct socket_info *si = sc_own_socket_af(o->transport, o->af);
 			if(si != NULL && si->sock_str.len < (int)sizeof(o->sock)) {
 				memcpy(o->sock, si->sock_str.s, si->sock_str.len);
 				o->socklen = si->sock_str.len;

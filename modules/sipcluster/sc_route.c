@@ -189,61 +189,83 @@ int sc_src_flow(sip_msg_t *msg, char *buf, int len)
 
 /* ---- this proxy's own sockets ---- */
 
-/* per process: the listen socket of this proxy (its address in the
- * document) for each transport */
+/* per process: the listen socket of this proxy for each transport and
+ * address family: the one on its address in the document, or (dual stack,
+ * the other family) the first one of that transport and family */
 static struct
 {
 	unsigned int gen;
-	struct socket_info *si[SC_TP_SCTP + 1];
-	int looked[SC_TP_SCTP + 1];
+	struct socket_info *si[SC_TP_SCTP + 1][2];
+	int looked[SC_TP_SCTP + 1][2];
 } sc_socks;
 
-struct socket_info *sc_own_socket(int proto)
+struct socket_info *sc_own_socket_af(int proto, int af)
 {
 	sc_proxy_t *self;
 	char host[64];
 	str h;
-	int port;
+	int port, myaf, k;
+	struct socket_info *si = NULL, **list;
 
 	if(proto < SC_TP_UDP || proto > SC_TP_SCTP)
 		proto = SC_TP_UDP;
+	k = (af == AF_INET6) ? 1 : 0;
 	if(sc_socks.gen != sc_shared->topo_gen) {
 		memset(&sc_socks, 0, sizeof(sc_socks));
 		sc_socks.gen = sc_shared->topo_gen;
 	}
-	if(sc_socks.looked[proto])
-		return sc_socks.si[proto];
+	if(sc_socks.looked[proto][k])
+		return sc_socks.si[proto][k];
 	lock_get(&sc_shared->lock);
 	self = &sc_shared->topo->proxies[sc_shared->self];
 	snprintf(host, sizeof(host), "%.*s", self->address.len, self->address.s);
 	port = self->port;
+	myaf = self->ip.af;
 	lock_release(&sc_shared->lock);
-	h.s = host;
-	h.len = strlen(host);
-	sc_socks.si[proto] = grep_sock_info(&h, port, proto);
-	if(sc_socks.si[proto] == NULL)
-		sc_socks.si[proto] = grep_sock_info(&h, 0, proto);
-	sc_socks.looked[proto] = 1;
-	return sc_socks.si[proto];
+	if(af == 0 || af == myaf) {
+		h.s = host;
+		h.len = strlen(host);
+		si = grep_sock_info(&h, port, proto);
+		if(si == NULL)
+			si = grep_sock_info(&h, 0, proto);
+	} else {
+		list = get_sock_info_list((unsigned short)proto);
+		for(si = list ? *list : NULL; si; si = si->next)
+			if(si->address.af == af)
+				break;
+	}
+	sc_socks.si[proto][k] = si;
+	sc_socks.looked[proto][k] = 1;
+	return si;
+}
+
+struct socket_info *sc_own_socket(int proto)
+{
+	return sc_own_socket_af(proto, 0);
 }
 
 /* requests leave from this proxy's own address and port (with
  * tcp_reuse_port also over TCP/TLS): the next hop knows who sends */
-static void sc_force_socket(sip_msg_t *msg, int proto)
+static void sc_force_socket(sip_msg_t *msg, int proto, int af)
 {
-	struct socket_info *si = sc_own_socket(proto);
+	struct socket_info *si = sc_own_socket_af(proto, af);
 
 	if(si != NULL)
 		set_force_socket(msg, si);
 }
 
-/* the transport a URI asks for (UDP when it names none) */
-static int sc_uri_proto(str *uri)
+/* the transport a URI asks for (UDP when it names none) and the address
+ * family of its host (0 for a name) */
+static int sc_uri_proto(str *uri, int *af)
 {
 	struct sip_uri pu;
+	sc_ip_t ip;
 
+	*af = 0;
 	if(uri == NULL || uri->len <= 0 || parse_uri(uri->s, uri->len, &pu) < 0)
 		return SC_TP_UDP;
+	if(sc_ip_parse(pu.host.s, pu.host.len, &ip) == 0)
+		*af = ip.af;
 	if(pu.proto != PROTO_NONE)
 		return pu.proto;
 	return (pu.type == SIPS_URI_T) ? SC_TP_TLS : SC_TP_UDP;
@@ -251,10 +273,13 @@ static int sc_uri_proto(str *uri)
 
 int ki_sipcluster_set_socket(sip_msg_t *msg)
 {
+	int af, proto;
+
 	if(msg->force_send_socket != NULL)
 		return 1;
-	sc_force_socket(msg,
-			sc_uri_proto(msg->dst_uri.len > 0 ? &msg->dst_uri : GET_RURI(msg)));
+	proto = sc_uri_proto(
+			msg->dst_uri.len > 0 ? &msg->dst_uri : GET_RURI(msg), &af);
+	sc_force_socket(msg, proto, af);
 	return 1;
 }
 
@@ -681,6 +706,7 @@ typedef struct sc_dest
 	char server[64];
 	int remote;
 	int transport;
+	int af;
 } sc_dest_t;
 
 static void sc_dest_fill(sc_dest_t *d, sc_pair_t *p, int srv, int remote)
@@ -692,6 +718,7 @@ static void sc_dest_fill(sc_dest_t *d, sc_pair_t *p, int srv, int remote)
 			p->srv[srv]->name.s);
 	d->remote = remote;
 	d->transport = p->srv[srv]->transport;
+	d->af = p->srv[srv]->ip.af;
 }
 
 /* pick a new pair (not tried yet): local first, then other data centers */
@@ -744,7 +771,7 @@ static int sc_go(sip_msg_t *msg, sc_dest_t *d)
 
 	if(sc_set_du(msg, d->uri) < 0)
 		return -1;
-	sc_force_socket(msg, d->transport);
+	sc_force_socket(msg, d->transport, d->af);
 	pair.s = d->pair;
 	pair.len = strlen(d->pair);
 	server.s = d->server;
@@ -958,7 +985,7 @@ int ki_sipcluster_record_route(sip_msg_t *msg)
 static int sc_set_du_flow(sip_msg_t *msg, const char *uri, int flow)
 {
 	str s;
-	int proto;
+	int proto, af;
 
 	s.s = (char *)uri;
 	s.len = strlen(uri);
@@ -967,8 +994,8 @@ static int sc_set_du_flow(sip_msg_t *msg, const char *uri, int flow)
 		return -1;
 	}
 	ruri_mark_new();
-	proto = sc_uri_proto(&s);
-	sc_force_socket(msg, proto);
+	proto = sc_uri_proto(&s, &af);
+	sc_force_socket(msg, proto, af);
 	if(flow && proto != SC_TP_UDP && proto != SC_TP_SCTP)
 		msg->fwd_send_flags.f |= SND_F_FORCE_CON_REUSE;
 	return 0;

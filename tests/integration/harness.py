@@ -471,18 +471,20 @@ class Endpoint:
         self.callid = uuid.uuid4().hex + "@" + src_ip
         self.cseq = 0
         self.tag = uuid.uuid4().hex[:8]
+        fam = socket.AF_INET6 if ":" in src_ip else socket.AF_INET
         if transport == "udp":
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sock = socket.socket(fam, socket.SOCK_DGRAM)
             self.sock.bind((src_ip, src_port))
         else:
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock = socket.socket(fam, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self.sock.bind((src_ip, src_port))
             self.sock.connect(proxy)
-        self.ip, self.port = self.sock.getsockname()
+        self.ip, self.port = self.sock.getsockname()[:2]
+        self.host = "[%s]" % self.ip if ":" in self.ip else self.ip
         self.buf = b""
         self.keepalives = {}
-        self.contact = "sip:%s@%s:%d%s" % (user, self.ip, self.port,
+        self.contact = "sip:%s@%s:%d%s" % (user, self.host, self.port,
                                             "" if transport == "udp" else ";transport=tcp")
 
     def close(self):
@@ -550,7 +552,7 @@ class Endpoint:
         proto = "UDP" if self.transport == "udp" else "TCP"
         lines = ["REGISTER %s SIP/2.0" % ruri,
                  "Via: SIP/2.0/%s %s:%d;branch=z9hG4bK%s;rport" % (
-                     proto, self.ip, self.port, uuid.uuid4().hex[:16]),
+                     proto, self.host, self.port, uuid.uuid4().hex[:16]),
                  "Max-Forwards: 70",
                  "From: <sip:%s@%s>;tag=%s" % (self.user, self.domain, self.tag),
                  "To: <sip:%s@%s>" % (self.user, self.domain),
@@ -612,10 +614,11 @@ class Endpoint:
         text = "SIP/2.0 %d %s\r\n%s\r\nContact: <%s>\r\nContent-Length: 0\r\n\r\n" % (
             code, reason, "\r\n".join(hdrs), self.contact)
         if self.transport == "udp":
-            via = re.search(r"(?im)^Via:\s*SIP/2.0/UDP\s+([^;:\s]+):(\d+)([^\r\n]*)", req)
-            host, port = via.group(1), int(via.group(2))
+            via = re.search(r"(?im)^Via:\s*SIP/2.0/UDP\s+(\[[^\]]+\]|[^;:\s]+):(\d+)([^\r\n]*)",
+                            req)
+            host, port = via.group(1).strip("[]"), int(via.group(2))
             rp = re.search(r"rport=(\d+)", via.group(3))
-            rc = re.search(r"received=([\d.]+)", via.group(3))
+            rc = re.search(r"received=([\d.]+|[0-9a-fA-F:]*:[0-9a-fA-F:]*)", via.group(3))
             self.sock.sendto(text.encode(), (rc.group(1) if rc else host,
                                              int(rp.group(1)) if rp else port))
         else:
@@ -712,15 +715,18 @@ def send_raw(text, dst, src_ip, src_port=0, transport="udp", timeout=2.0, want=1
     """Send one raw SIP message; return the list of messages received back
     (up to `want` final replies or until timeout). {LIP}/{LPORT} in text are
     replaced by the local address."""
+    fam = socket.AF_INET6 if ":" in src_ip else socket.AF_INET
     if transport == "udp":
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(fam, socket.SOCK_DGRAM)
         s.bind((src_ip, src_port))
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(fam, socket.SOCK_STREAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((src_ip, src_port))
         s.connect(dst)
-    lip, lport = s.getsockname()
+    lip, lport = s.getsockname()[:2]
+    if ":" in lip:
+        lip = "[%s]" % lip
     data = text.replace("{LIP}", lip).replace("{LPORT}", str(lport))
     if isinstance(data, str):
         data = data.encode()

@@ -141,6 +141,22 @@ class TestStartAndReload(unittest.TestCase):
         self.assertIn("cluster document rejected", log)
         self.assertIn(self.c.file, p.stderr + log)
 
+    def test_transport_without_a_socket_refuses_start(self):
+        # a TLS server in the document, and this proxy has no TLS socket
+        # (started without --tls-cfg): refused, naming line and fix
+        bad = self.body_ok.replace('<server name="s1b" address="%s.50.12"' % B,
+                                   '<server name="s1b" address="%s.50.12" port="5061" '
+                                   'transport="tls"' % B)
+        self.c.write(cluster_xml("rl", bad))
+        p = self.c.start_proxy("px", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        log = self.c.log("px")
+        doc = cluster_xml("rl", bad).splitlines()
+        line = doc.index([l for l in doc if 'transport="tls"' in l][0]) + 1
+        self.assertIn("%s:%d: server 's1b' is reached over tls, but this proxy has no tls "
+                      "listen socket" % (self.c.file, line), log)
+        self.assertIn("WITH_TLS", log)
+
     def test_proxy_not_in_document(self):
         # the module's own check: a PROXY_NAME that is not in the list
         d = self.c.rundir("ghost")
