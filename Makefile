@@ -28,6 +28,7 @@ module:
 		exit 1; fi
 	$(MAKE) -C $(MODDIR_SRC) KSRC=$(KSRC)
 	@scripts/check-abi.sh $(MODULE)
+	$(MAKE) -s -C $(MODDIR_SRC)/tools KSRC=$(KSRC)
 
 deps:
 	scripts/deps.sh
@@ -56,6 +57,7 @@ install: module
 	install -D -m 644 kamailio-cfg/kamailio.cfg $(DESTDIR)$(SHAREDIR)/kamailio.cfg
 	install -D -m 644 kamailio-cfg/cluster-example.xml $(DESTDIR)$(SHAREDIR)/cluster-example.xml
 	install -D -m 755 scripts/sipcluster-proxy $(DESTDIR)$(SHAREDIR)/sipcluster-proxy
+	install -D -m 755 $(MODDIR_SRC)/tools/sipcluster-check $(DESTDIR)/usr/sbin/sipcluster-check
 	install -D -m 644 $(MODDIR_SRC)/README $(DESTDIR)$(DOCDIR)/README.sipcluster
 
 uninstall:
@@ -73,6 +75,7 @@ clean:
 	-$(MAKE) -C $(MODDIR_SRC) KSRC=$(KSRC) clean
 	rm -f $(MODDIR_SRC)/sc_schema.h $(MODDIR_SRC)/test-cflags.txt
 	-$(MAKE) -C tests/unit clean
+	-$(MAKE) -C $(MODDIR_SRC)/tools clean
 	-$(MAKE) -C tests/fuzz clean
 
 distclean: clean

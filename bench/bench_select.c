@@ -42,7 +42,7 @@ int main(int argc, char **argv)
 	char kb[32];
 
 	k = snprintf(doc, sizeof(doc),
-			"<sip-cluster name=\"b\"><proxy name=\"p\" address=\"127.0.0.1\" "
+			"<sip-cluster name=\"b\"><proxy name=\"p\" server-id=\"1\" address=\"127.0.0.1\" "
 			"geo-location=\"dc1\"/>\n");
 	for(i = 0; i < n; i++)
 		k += snprintf(doc + k, sizeof(doc) - k,

@@ -139,6 +139,16 @@ extern stat_var *sc_st_reg_stored;
 extern stat_var *sc_st_reg_removed;
 extern stat_var *sc_st_reg_refused;
 
+/* sipcluster.which: what a new call / a REGISTER of aor would get now
+ * (pair and server names up to SC_NAME_MAX); lock held */
+int sc_which_new(char *pair, int plen, char *server, int slen, char *uri,
+		int ulen, int *remote);
+int sc_which_aor(const str *aor, char *pair, char *server, char *uri, int ulen,
+		int *remote);
+
+/* validate a cluster document as a reload would, without loading it */
+int sc_check_file(const char *file, char *msg, int msglen);
+
 /* RPC (sc_rpc.c) */
 int sc_rpc_init(void);
 

@@ -205,9 +205,10 @@ static int sc_rv_ok(int i, void *arg)
 }
 
 /* pair for an AoR: rendezvous over local pairs, else the other data
- * centers'; fills uri/pair/server, lock held */
-static int sc_reg_pick(
-		const str *aor, char *uri, int ulen, char *pair, char *server)
+ * centers'; fills uri/pair/server (and *remote), counts the REGISTER
+ * unless dry; lock held */
+static int sc_reg_pick_ex(const str *aor, char *uri, int ulen, char *pair,
+		char *server, int *remote, int dry)
 {
 	sc_topo_t *t = sc_shared->topo;
 	sc_proxy_t *self = &t->proxies[sc_shared->self];
@@ -233,8 +234,11 @@ static int sc_reg_pick(
 		ctx.t = t;
 		ctx.idx = idx;
 		i = sc_rendezvous(aor, names, n, sc_rv_ok, &ctx);
-		if(i >= 0)
+		if(i >= 0) {
 			best = idx[i];
+			if(remote)
+				*remote = pass;
+		}
 	}
 	if(best < 0) {
 		snprintf(sc_route_reason, sizeof(sc_route_reason),
@@ -245,14 +249,31 @@ static int sc_reg_pick(
 	{
 		sc_pair_t *p = &t->pairs[best];
 		int a = sc_pair_active_index(p);
-		p->h.registers++;
-		p->h.calls++;
+		if(!dry) {
+			p->h.registers++;
+			p->h.calls++;
+		}
 		snprintf(uri, ulen, "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
 		snprintf(pair, SC_NAME_MAX + 1, "%.*s", p->name.len, p->name.s);
 		snprintf(server, SC_NAME_MAX + 1, "%.*s", p->srv[a]->name.len,
 				p->srv[a]->name.s);
 	}
 	return 0;
+}
+
+static int sc_reg_pick(
+		const str *aor, char *uri, int ulen, char *pair, char *server)
+{
+	return sc_reg_pick_ex(aor, uri, ulen, pair, server, NULL, 0);
+}
+
+/* where a REGISTER (and so the binding's SIP Server) of aor would go now
+ * (sipcluster.which); lock held */
+int sc_which_aor(const str *aor, char *pair, char *server, char *uri, int ulen,
+		int *remote)
+{
+	*remote = 0;
+	return sc_reg_pick_ex(aor, uri, ulen, pair, server, remote, 1);
 }
 
 /* count bindings of aor that are not among the request's contacts */

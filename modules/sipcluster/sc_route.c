@@ -751,6 +751,33 @@ static int sc_pick_pair(sc_dest_t *d, const str *tried)
 	return 0;
 }
 
+/* what a new call would get now (sipcluster.which), without taking it;
+ * lock held */
+int sc_which_new(char *pair, int plen, char *server, int slen, char *uri,
+		int ulen, int *remote)
+{
+	int idx;
+	sc_pair_t *p;
+	int a;
+
+	*remote = 0;
+	if(sc_sched_ready() < 0)
+		return -1;
+	idx = sc_sched_peek(&sc_shared->sched_local);
+	if(idx < 0 && sc_cross_dc_failover) {
+		idx = sc_sched_peek(&sc_shared->sched_remote);
+		*remote = 1;
+	}
+	if(idx < 0)
+		return -1;
+	p = &sc_shared->topo->pairs[idx];
+	a = sc_pair_active_index(p);
+	snprintf(pair, plen, "%.*s", p->name.len, p->name.s);
+	snprintf(server, slen, "%.*s", p->srv[a]->name.len, p->srv[a]->name.s);
+	snprintf(uri, ulen, "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
+	return 0;
+}
+
 static int sc_set_du(sip_msg_t *msg, const char *uri)
 {
 	str s;

@@ -15,6 +15,7 @@
 #include "sc_mod.h"
 #include "sc_topo.h"
 #include "sc_health.h"
+#include "sc_codec.h"
 
 static void sc_rpc_server(
 		rpc_t *rpc, void *ah, const sc_pair_t *p, int i, long long now)
@@ -205,11 +206,72 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 			ctx, "Ok. %.*s set to %.*s.", name.len, name.s, st.len, st.s);
 }
 
+static const char *sc_rpc_check_doc[2] = {
+		"Validate a cluster document as sipcluster.reload would (this "
+		"proxy in it, its server-id, a socket for every transport) without "
+		"loading it: sipcluster.check [FILE] (default: cluster_file)",
+		0};
+
+static void sc_rpc_check(rpc_t *rpc, void *ctx)
+{
+	char msg[1024], path[512];
+	str file = STR_NULL;
+
+	if(rpc->scan(ctx, "*S", &file) < 1 || file.len <= 0) {
+		snprintf(path, sizeof(path), "%s", sc_cluster_file);
+	} else {
+		snprintf(path, sizeof(path), "%.*s", file.len, file.s);
+	}
+	msg[0] = '\0';
+	if(sc_check_file(path, msg, sizeof(msg)) < 0) {
+		rpc->fault(ctx, 500, "Invalid: %s", msg);
+		return;
+	}
+	rpc->rpl_printf(ctx, "%s", msg);
+}
+
+static const char *sc_rpc_which_doc[2] = {
+		"Where a request would go now: sipcluster.which new (a new call: the "
+		"next pair of the smooth weighted round-robin, without taking it) or "
+		"sipcluster.which AOR (a REGISTER of that address-of-record, the "
+		"AoR as stored: user, or user@domain with usrloc use_domain)",
+		0};
+
+static void sc_rpc_which(rpc_t *rpc, void *ctx)
+{
+	str what = STR_NULL;
+	char pair[SC_NAME_MAX + 1], server[SC_NAME_MAX + 1], uri[256];
+	int remote = 0, r;
+	void *th;
+
+	if(rpc->scan(ctx, "S", &what) < 1)
+		return;
+	lock_get(&sc_shared->lock);
+	if(what.len == 3 && strncmp(what.s, "new", 3) == 0)
+		r = sc_which_new(pair, sizeof(pair), server, sizeof(server), uri,
+				sizeof(uri), &remote);
+	else
+		r = sc_which_aor(&what, pair, server, uri, sizeof(uri), &remote);
+	lock_release(&sc_shared->lock);
+	if(r < 0) {
+		rpc->fault(ctx, 503, "No SIP Server in service would take it");
+		return;
+	}
+	if(rpc->add(ctx, "{", &th) < 0) {
+		rpc->fault(ctx, 500, "Internal error");
+		return;
+	}
+	rpc->struct_add(th, "Sssss", "for", &what, "pair", pair, "member", server,
+			"uri", uri, "data_center", remote ? "other" : "local");
+}
+
 /* clang-format off */
 static rpc_export_t sc_rpc_cmds[] = {
 	{"sipcluster.list", sc_rpc_list, sc_rpc_list_doc, 0},
 	{"sipcluster.reload", sc_rpc_reload, sc_rpc_reload_doc, 0},
 	{"sipcluster.set_state", sc_rpc_set_state, sc_rpc_set_state_doc, 0},
+	{"sipcluster.check", sc_rpc_check, sc_rpc_check_doc, 0},
+	{"sipcluster.which", sc_rpc_which, sc_rpc_which_doc, 0},
 	{0, 0, 0, 0}
 };
 /* clang-format on */

@@ -113,6 +113,13 @@ int sc_sched_pick(sc_sched_t *s, int (*tried)(int, void *), void *arg)
 	return -1;
 }
 
+int sc_sched_peek(const sc_sched_t *s)
+{
+	if(s->len <= 0)
+		return -1;
+	return s->seq[s->pos % (unsigned int)s->len];
+}
+
 static uint64_t sc_mix(uint64_t x)
 {
 	/* splitmix64 finaliser */

@@ -50,6 +50,10 @@ int sc_sched_build(sc_sched_t *s, sc_topo_t *t, const str *geo, int local);
  * tried(pair_index, arg) != 0 means skip. At most one full cycle is walked. */
 int sc_sched_pick(sc_sched_t *s, int (*tried)(int, void *), void *arg);
 
+/* the pair the next sc_sched_pick() would return (-1 when empty), without
+ * moving the cursor */
+int sc_sched_peek(const sc_sched_t *s);
+
 /* classic O(n) SWRR step over live current values (reference, benchmarks) */
 int sc_swrr_next(const int *w, long long *cur, int n);
 

@@ -103,6 +103,21 @@ const char *sc_role_name(int role)
 	return role == SC_ROLE_BACKUP ? "backup" : "primary";
 }
 
+static int sc_admin_parse(xmlNodePtr n)
+{
+	char *v = (char *)xmlGetProp(n, (const xmlChar *)"admin");
+	int a = SC_ADMIN_AUTO;
+
+	if(v == NULL)
+		return a;
+	if(strcmp(v, "active") == 0)
+		a = SC_ADMIN_ACTIVE;
+	else if(strcmp(v, "out-of-service") == 0)
+		a = SC_ADMIN_OOS;
+	xmlFree(v);
+	return a;
+}
+
 static int sc_transport_parse(const char *s)
 {
 	if(s == NULL || *s == '\0' || strcmp(s, "udp") == 0)
@@ -439,6 +454,28 @@ static int sc_check_semantics(
 	}
 	free(names);
 
+	/* every proxy has its own server-id, 1-255 */
+	for(i = 0; i < t->nproxies; i++) {
+		sc_proxy_t *p = &t->proxies[i];
+		if(p->server_id < 1 || p->server_id > 255) {
+			sc_err_set(err, file, p->line,
+					"proxy '%.*s' needs a server-id from 1 to 255", p->name.len,
+					p->name.s);
+			return -1;
+		}
+		for(j = 0; j < i; j++) {
+			if(t->proxies[j].server_id == p->server_id) {
+				sc_err_set(err, file, p->line,
+						"proxy '%.*s': server-id %d already used by proxy "
+						"'%.*s' at line %d",
+						p->name.len, p->name.s, p->server_id,
+						t->proxies[j].name.len, t->proxies[j].name.s,
+						t->proxies[j].line);
+				return -1;
+			}
+		}
+	}
+
 	/* every pair has one or two servers (a custom schema_file may allow
 	 * other counts: this check does not depend on the schema) */
 	for(i = 0; i < t->npairs; i++) {
@@ -660,6 +697,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 							< 0
 					|| sc_arena_attr(&a, &p->geo, n, "geo-location") < 0)
 				goto oom;
+			p->server_id = sc_attr_int(n, "server-id", 0);
 		} else if(sc_is_elem(n, "ha-pair")) {
 			sc_pair_t *h = &t->pairs[ih];
 			h->index = ih++;
@@ -668,6 +706,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 					|| sc_arena_attr(&a, &h->geo, n, "geo-location") < 0)
 				goto oom;
 			h->weight = sc_attr_int(n, "weight", 1);
+			h->admin = sc_admin_parse(n);
 			h->oos_check = sc_attr_int(n, "oos-check", -1);
 			h->oos_force = sc_attr_int(n, "oos-force", -1);
 			for(c = n->children; c; c = c->next) {
@@ -677,6 +716,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 				s = &t->servers[is++];
 				s->line = xmlGetLineNo(c);
 				s->pair = h;
+				s->admin = sc_admin_parse(c);
 				if(sc_fill_endpoint(&a, c, &s->name, &s->address, &s->port,
 						   &s->port_explicit, &s->transport, &s->uri)
 						< 0)
@@ -1079,6 +1119,11 @@ void sc_topo_carry_state(
 			p->h.next_ping = 0; /* ping at once */
 		}
 	}
+	/* the document says what the operator wants, at every load */
+	for(i = 0; i < nt->npairs; i++)
+		nt->pairs[i].h.admin = nt->pairs[i].admin;
+	for(i = 0; i < nt->nservers; i++)
+		nt->servers[i].h.admin = nt->servers[i].admin;
 	/* uids are final now */
 	for(i = 0; i < (int)nt->srv_by_uid.size; i++)
 		nt->srv_by_uid.head[i] = -1;

@@ -57,6 +57,7 @@ typedef struct sc_server
 	sc_ip_t ip;
 	int line;  /* line of the <server> element in the document */
 	int index; /* 0 or 1 inside its pair */
+	int admin; /* sc_admin_t from the document, applied at each load */
 	struct sc_pair *pair;
 	sc_srv_health_t h; /* run-time state, kept across reloads */
 } sc_server_t;
@@ -72,6 +73,7 @@ typedef struct sc_pair
 	sc_server_t *srv[2]; /* srv[0] is the primary */
 	int line;
 	int index;
+	int admin;			/* sc_admin_t from the document, applied at each load */
 	sc_pair_health_t h; /* run-time state, kept across reloads */
 } sc_pair_t;
 
@@ -87,6 +89,7 @@ typedef struct sc_proxy
 	sc_ip_t ip;
 	int line;
 	int index;
+	int server_id; /* Kamailio server_id (1-255), unique */
 } sc_proxy_t;
 
 /* a Session Border Controller in front of endpoints: the only source a
@@ -188,7 +191,8 @@ sc_sbc_t *sc_topo_sbc_by_src(
 /* Carry run-time state from old to new: a server keeps its state (and uid)
  * when a server with the same name, address, port and transport exists in
  * old; a pair keeps its state when it has the same name and its members are
- * the same servers. Servers new in nt get fresh uids from *next_uid. */
+ * the same servers. Servers new in nt get fresh uids from *next_uid. The
+ * administrative state is the document's (admin=), whatever it was. */
 void sc_topo_carry_state(
 		sc_topo_t *nt, const sc_topo_t *old, unsigned int *next_uid);
 

@@ -28,6 +28,7 @@
 #include "../../core/kemi.h"
 #include "../../core/mod_fix.h"
 #include "../../core/parser/msg_parser.h"
+#include "../../core/globals.h"
 
 #include "sc_mod.h"
 #include "sc_topo.h"
@@ -355,9 +356,42 @@ static int sc_check_topo(sc_topo_t *t, char *msg, int len)
 				p->geo.len, p->geo.s, sc_geo_location.len, sc_geo_location.s);
 		return -1;
 	}
+	if(p->server_id != server_id) {
+		/* usrloc ownership (who pings a binding) and dialog ids follow it */
+		snprintf(msg, len,
+				"%.*s:%d: proxy '%.*s' has server-id %d, but this Kamailio "
+				"runs with server_id=%d (the shipped cfg takes SERVER_ID from "
+				"sipcluster-node.cfg: render it again)",
+				t->file.len, t->file.s, p->line, p->name.len, p->name.s,
+				p->server_id, server_id);
+		return -1;
+	}
 	if(sc_check_transports(t, self, msg, len) < 0)
 		return -1;
 	return self;
+}
+
+int sc_check_file(const char *file, char *msg, int msglen)
+{
+	sc_topo_t *nt;
+	sc_error_t err;
+	int self;
+
+	nt = sc_topo_load(file, sc_schema_file, &err);
+	if(nt == NULL) {
+		sc_error_format(&err, msg, msglen);
+		return -1;
+	}
+	self = sc_check_topo(nt, msg, msglen);
+	if(self >= 0)
+		snprintf(msg, msglen,
+				"%s: ok: cluster '%.*s', %d proxies, %d HA pairs, %d servers, "
+				"%d SBCs; this is proxy '%.*s'",
+				file, nt->name.len, nt->name.s, nt->nproxies, nt->npairs,
+				nt->nservers, nt->nsbcs, nt->proxies[self].name.len,
+				nt->proxies[self].name.s);
+	sc_topo_free(nt);
+	return self >= 0 ? 0 : -1;
 }
 
 int sc_reload(char *msg, int msglen)

@@ -330,6 +330,13 @@ def make_pki(d, hosts):
 
 
 def cluster_xml(name, body):
+    """the document; proxies without a server-id get 1, 2, ... in order"""
+    n = [0]
+
+    def sid(m):
+        n[0] += 1
+        return '<proxy server-id="%d" ' % n[0]
+    body = re.sub(r"<proxy (?![^>]*server-id=)", sid, body)
     return '<?xml version="1.0"?>\n<sip-cluster name="%s">\n%s</sip-cluster>\n' % (name, body)
 
 

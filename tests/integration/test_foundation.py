@@ -9,7 +9,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (CFG, LAB, MODULE, RUNS, TOP, Cluster, as_list, kamcmd,
+from harness import (CFG, LAB, MODULE, PROXY, RUNS, TOP, Cluster, as_list, kamcmd,
                      parse_kamcmd, reply_code, sip_request, wait_until,
                      cluster_xml, pair_xml, proxy_xml)
 
@@ -133,13 +133,54 @@ class TestStartAndReload(unittest.TestCase):
         self.c.write(cluster_xml("rl", bad))
         p = self.c.start_proxy("px", check=False)
         self.assertNotEqual(p.returncode, 0)
-        log = self.c.log("px")
         doc = cluster_xml("rl", bad).splitlines()
         line = doc.index([l for l in doc if "99999" in l][0]) + 1
-        self.assertIn("%s:%d:" % (self.c.file, line), log)
-        self.assertIn("99999", log)
-        self.assertIn("cluster document rejected", log)
-        self.assertIn(self.c.file, p.stderr + log)
+        # the launcher checks the document first, with the module's loader
+        self.assertIn("%s:%d:" % (self.c.file, line), p.stderr)
+        self.assertIn("99999", p.stderr)
+
+    def test_truncated_document_shows_its_parse_error(self):
+        # not "proxy ... is not found": the parse error, with its line
+        full = cluster_xml("rl", self.body_ok)
+        cut = full[:full.index("<ha-pair") + 20]
+        self.c.write(cut)
+        p = self.c.start_proxy("px", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(p.stderr, r"%s:\d+: " % re.escape(self.c.file))
+        self.assertNotIn("is not found", p.stderr)
+        # the module itself refuses the same document at start (kamailio
+        # run directly, not through the launcher)
+        d = self.c.rundir("direct")
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "sipcluster-node.cfg"), "w") as f:
+            f.write('#!trydef PROXY_NAME "px"\n#!trydef LISTEN_ADDR %s.50.1\n'
+                    '#!trydef DMQ_SERVER "sip:%s.50.1:5060"\n' % (B, B))
+        os.symlink(CFG, os.path.join(d, "kamailio.cfg"))
+        r = subprocess.run(["kamailio", "-f", os.path.join(d, "kamailio.cfg"), "-DD", "-E",
+                            "-w", d, "-m", "32", "-A", 'CLUSTER_FILE="%s"' % self.c.file,
+                            "-A", 'SIPCLUSTER_SO="%s"' % MODULE,
+                            "-A", 'CTL_SOCKET="unix:%s/ctl"' % d],
+                           capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertRegex(r.stderr, r"cluster document rejected, not starting: %s:\d+: "
+                         % re.escape(self.c.file))
+
+    def test_render_writes_the_node_include(self):
+        out = os.path.join(self.c.dir, "node.cfg")
+        p = subprocess.run([PROXY, "render", "--cluster", self.c.file, "--name", "px",
+                            "--out", out], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        text = open(out).read()
+        self.assertIn("#!trydef LISTEN_ADDR %s.50.1\n" % B, text)
+        self.assertIn('#!trydef PROXY_NAME "px"\n', text)
+        self.assertIn("#!trydef SERVER_ID 1\n", text)
+        self.assertIn('#!trydef CLUSTER_FILE "%s"\n' % self.c.file, text)
+        # an unknown proxy: event 40000, nothing written
+        p = subprocess.run([PROXY, "render", "--cluster", self.c.file, "--name", "nope",
+                            "--out", out + "2"], capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("[40000] proxy 'nope' is not found", p.stderr)
+        self.assertFalse(os.path.exists(out + "2"))
 
     def test_transport_without_a_socket_refuses_start(self):
         # a TLS server in the document, and this proxy has no TLS socket

@@ -218,6 +218,11 @@ class TestRegistrar(unittest.TestCase):
                 out[e.user] = re.search(r"X-Served-By: (\S+)", r).group(1)
             return out
         first = reg_all()
+        # sipcluster.which AOR says where each went
+        from harness import parse_kamcmd
+        for u in list(first)[:20]:
+            w = parse_kamcmd(kamcmd(d, "sipcluster.which", u).stdout)
+            self.assertEqual(w["member"], first[u], (u, w))
         n1 = [u for u, s in first.items() if s == "s11"]
         n2 = [u for u, s in first.items() if s == "s21"]
         self.assertEqual(len(n1) + len(n2), 200, first)

@@ -10,7 +10,7 @@ import subprocess
 import time
 import unittest
 
-from harness import (RUNS, SIPP_UAC, Call, Cluster, kamcmd, reply_code,
+from harness import (RUNS, SIPP_UAC, Call, Cluster, kamcmd, parse_kamcmd, reply_code,
                      sip_request, sipp, wait_until, cluster_xml, pair_xml,
                      proxy_xml)
 
@@ -27,11 +27,12 @@ TIMERS = ["-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1", "-A", "SERVER_TIMEOUT=1000",
           "-A", "NO_PIKE"]
 
 
-def doc(w1=1, w2=1):
+def doc(w1=1, w2=1, n1_admin=None):
     body = (proxy_xml("p1", P1[0], "dc1") + proxy_xml("p2", P2[0], "dc1")
             + proxy_xml("p3", P3[0], "dc2") + proxy_xml("p4", P4[0], "dc1"))
+    extra = {"admin": n1_admin} if n1_admin else {}
     body += pair_xml("n1", "dc1", [("a1", SERVERS["a1"][0], "primary"),
-                                   ("b1", SERVERS["b1"][0], "backup")], weight=w1)
+                                   ("b1", SERVERS["b1"][0], "backup")], weight=w1, **extra)
     body += pair_xml("n2", "dc1", [("a2", SERVERS["a2"][0], "primary"),
                                    ("b2", SERVERS["b2"][0], "backup")], weight=w2)
     body += pair_xml("n3", "dc2", [("a3", SERVERS["a3"][0], "primary")])
@@ -280,6 +281,68 @@ class TestRouting(unittest.TestCase):
         data, _ = s.recvfrom(65535)
         s.close()
         self.assertIn(reply_code(data.decode()), (403, 404), data)
+
+    def test_91_which_and_check(self):
+        p1 = self.c.rundir("p1")
+        for i in range(4):
+            w = parse_kamcmd(kamcmd(p1, "sipcluster.which", "new").stdout)
+            call = Call(B + ".9.13")
+            r = call.invite(P1)
+            self.assertEqual(reply_code(r), 200, r)
+            # the next call goes where sipcluster.which said
+            self.assertEqual(call.served_by(r), w["member"])
+            self.assertEqual(w["pair"], "n" + w["member"][1])
+            self.assertEqual(w["data_center"], "local")
+            call.ack(P1)
+            call.bye(P1)
+            call.close()
+        ok = kamcmd(p1, "sipcluster.check").stdout
+        self.assertIn("ok: cluster 'routing'", ok)
+        bad = os.path.join(self.c.dir, "bad.xml")
+        with open(bad, "w") as f:
+            f.write(doc().replace('name="n2"', 'name="n1"'))
+        r = kamcmd(p1, "sipcluster.check", bad, check=False)
+        self.assertIn("duplicate name 'n1'", r.stdout + r.stderr)
+        self.assertIn("%s:" % bad, r.stdout + r.stderr)
+        # nothing was loaded
+        self.assertEqual(set(self.c.pairs("p1")), {"n1", "n2", "n3"})
+
+    def test_92_drain_in_the_document(self):
+        # the operator drains n1 in the document: after a reload (and after
+        # a restart) new calls avoid it, calls pinned to it go on
+        call = None
+        for i in range(4):  # a call on n1
+            c = Call(B + ".9.14")
+            r = c.invite(P1)
+            self.assertEqual(reply_code(r), 200, r)
+            c.ack(P1)
+            if c.served_by(r) == "a1":
+                call = c
+                break
+            c.bye(P1)
+            c.close()
+        self.assertIsNotNone(call)
+        self.c.write(doc(n1_admin="out-of-service"))
+        kamcmd(self.c.rundir("p1"), "sipcluster.reload")
+        self.assertEqual(self.c.pairs("p1")["n1"]["admin"], "out-of-service")
+        self.assertEqual(self.c.pairs("p1")["n1"]["state"], "out-of-service")
+        before = self.counts()
+        for i in range(6):
+            c = Call(B + ".9.15")
+            r = c.invite(P1)
+            self.assertEqual(c.served_by(r), "a2")
+            c.ack(P1)
+            c.bye(P1)
+            c.close()
+        self.assertEqual(self.delta(before, self.counts())["a1"], 0)
+        r = call.bye(P1)
+        self.assertEqual(reply_code(r), 200, r)
+        self.assertEqual(call.served_by(r), "a1")
+        call.close()
+        # a restarted proxy starts drained too (the document says so)
+        self.c.stop("p3")
+        self.c.start_proxy("p3", TIMERS)
+        self.assertEqual(self.c.pairs("p3")["n1"]["admin"], "out-of-service")
 
     def test_9_overload_control(self):
         # p4 allows 10 new INVITEs per second: 5/s passes, 40/s does not

@@ -12,7 +12,8 @@
 
 static const char *doc =
 		"<sip-cluster name=\"t\">\n"
-		"<proxy name=\"p\" address=\"127.0.0.1\" geo-location=\"dc1\"/>\n"
+		"<proxy name=\"p\" server-id=\"1\" address=\"127.0.0.1\" "
+		"geo-location=\"dc1\"/>\n"
 		"<ha-pair name=\"pair\" geo-location=\"dc1\">\n"
 		"<server name=\"a\" address=\"127.0.0.11\" role=\"primary\"/>\n"
 		"<server name=\"b\" address=\"127.0.0.12\" role=\"backup\"/>\n"

@@ -21,7 +21,7 @@ static sc_topo_t *mk(const int *weights, const char **geos, int n)
 	sc_topo_t *t;
 
 	k = snprintf(doc, sizeof(doc),
-			"<sip-cluster name=\"s\">\n<proxy name=\"p\" "
+			"<sip-cluster name=\"s\">\n<proxy name=\"p\" server-id=\"1\" "
 			"address=\"127.0.0.1\" geo-location=\"dc1\"/>\n");
 	for(i = 0; i < n; i++)
 		k += snprintf(doc + k, sizeof(doc) - k,

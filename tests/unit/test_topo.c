@@ -14,30 +14,31 @@ extern long stub_shm_allocated;
 
 #define HDR "<?xml version=\"1.0\"?>\n"
 
-static const char *valid_doc =
-		HDR "<sip-cluster name=\"example\">\n" /* 2 */
-			"  <proxy name=\"proxy-dc1-a\" address=\"127.0.1.1\" port=\"5060\" "
-			"transport=\"udp\" geo-location=\"dc1\"/>\n" /* 3 */
-			"  <proxy name=\"proxy-dc2-a\" address=\"127.0.2.1\" "
-			"geo-location=\"dc2\"/>\n" /* 4 */
-			"  <ha-pair name=\"node-dc1-1\" geo-location=\"dc1\" "
-			"weight=\"3\">\n" /* 5 */
-			"    <server name=\"sips-dc1-1b\" address=\"127.0.1.12\" "
-			"port=\"5070\" "
-			"role=\"backup\"/>\n" /* 6 */
-			"    <server name=\"sips-dc1-1a\" address=\"127.0.1.11\" "
-			"port=\"5060\" "
-			"role=\"primary\"/>\n" /* 7 */
-			"  </ha-pair>\n"
-			"  <!-- a comment -->\n"
-			"  <ha-pair name=\"node-dc2-1\" geo-location=\"dc2\" "
-			"oos-check=\"2\" "
-			"oos-force=\"1\">\n" /* 10 */
-			"    <server name=\"sips-dc2-1a\" address=\"::1\" "
-			"transport=\"tcp\" "
-			"role=\"primary\"/>\n" /* 11 */
-			"  </ha-pair>\n"
-			"</sip-cluster>\n";
+static const char *valid_doc = HDR
+		"<sip-cluster name=\"example\">\n" /* 2 */
+		"  <proxy name=\"proxy-dc1-a\" server-id=\"2\" address=\"127.0.1.1\" "
+		"port=\"5060\" "
+		"transport=\"udp\" geo-location=\"dc1\"/>\n" /* 3 */
+		"  <proxy name=\"proxy-dc2-a\" server-id=\"3\" address=\"127.0.2.1\" "
+		"geo-location=\"dc2\"/>\n" /* 4 */
+		"  <ha-pair name=\"node-dc1-1\" geo-location=\"dc1\" "
+		"weight=\"3\">\n" /* 5 */
+		"    <server name=\"sips-dc1-1b\" address=\"127.0.1.12\" "
+		"port=\"5070\" "
+		"role=\"backup\"/>\n" /* 6 */
+		"    <server name=\"sips-dc1-1a\" address=\"127.0.1.11\" "
+		"port=\"5060\" "
+		"role=\"primary\"/>\n" /* 7 */
+		"  </ha-pair>\n"
+		"  <!-- a comment -->\n"
+		"  <ha-pair name=\"node-dc2-1\" geo-location=\"dc2\" "
+		"oos-check=\"2\" "
+		"oos-force=\"1\">\n" /* 10 */
+		"    <server name=\"sips-dc2-1a\" address=\"::1\" "
+		"transport=\"tcp\" "
+		"role=\"primary\"/>\n" /* 11 */
+		"  </ha-pair>\n"
+		"</sip-cluster>\n";
 
 static sc_topo_t *load(const char *doc, sc_error_t *err)
 {
@@ -134,14 +135,16 @@ END_TEST
 
 START_TEST(test_same_address_other_transport_ok)
 {
-	const char *doc =
-			HDR "<sip-cluster name=\"c\">\n"
-				"<proxy name=\"p\" address=\"127.0.0.1\" geo-location=\"a\"/>\n"
-				"<proxy name=\"q\" address=\"127.0.0.1\" transport=\"tcp\" "
-				"geo-location=\"a\"/>\n"
-				"<proxy name=\"r\" address=\"127.0.0.1\" port=\"5070\" "
-				"geo-location=\"a\"/>\n"
-				"</sip-cluster>\n";
+	const char *doc = HDR "<sip-cluster name=\"c\">\n"
+						  "<proxy name=\"p\" server-id=\"4\" "
+						  "address=\"127.0.0.1\" geo-location=\"a\"/>\n"
+						  "<proxy name=\"q\" server-id=\"5\" "
+						  "address=\"127.0.0.1\" transport=\"tcp\" "
+						  "geo-location=\"a\"/>\n"
+						  "<proxy name=\"r\" server-id=\"6\" "
+						  "address=\"127.0.0.1\" port=\"5070\" "
+						  "geo-location=\"a\"/>\n"
+						  "</sip-cluster>\n";
 	sc_error_t err;
 	sc_topo_t *t = load(doc, &err);
 	ck_assert_msg(t != NULL, "rejected: %s", err.reason);
@@ -161,7 +164,9 @@ typedef struct bad_doc
 	const char *reason; /* expected substring of the reason */
 } bad_doc_t;
 
-#define P1 "<proxy name=\"p1\" address=\"127.0.0.1\" geo-location=\"dc1\"/>\n"
+#define P1                                                      \
+	"<proxy name=\"p1\" server-id=\"7\" address=\"127.0.0.1\" " \
+	"geo-location=\"dc1\"/>\n"
 #define OPEN HDR "<sip-cluster name=\"c\">\n" /* lines 1-2 */
 #define CLOSE "</sip-cluster>\n"
 
@@ -181,39 +186,43 @@ static const bad_doc_t bad_docs[] = {
 				"<proxy address=\"127.0.0.1\" geo-location=\"a\"/>\n" CLOSE,
 				3, "'name' is required"},
 		{"proxy without geo-location",
-				OPEN "<proxy name=\"p\" address=\"127.0.0.1\"/>\n" CLOSE, 3,
-				"'geo-location' is required"},
+				OPEN "<proxy name=\"p\" server-id=\"8\" "
+					 "address=\"127.0.0.1\"/>\n" CLOSE,
+				3, "'geo-location' is required"},
 		{"proxy without address",
-				OPEN "<proxy name=\"p\" geo-location=\"a\"/>\n" CLOSE, 3,
-				"'address' is required"},
+				OPEN "<proxy name=\"p\" server-id=\"9\" "
+					 "geo-location=\"a\"/>\n" CLOSE,
+				3, "'address' is required"},
 		{"pair without geo-location",
 				OPEN P1 "<ha-pair name=\"h\">\n"
 						"<server name=\"s\" address=\"127.0.0.2\" "
 						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
 				4, "'geo-location' is required"},
 		{"port too big",
-				OPEN P1
-				"<proxy name=\"p2\" address=\"127.0.0.2\" port=\"70000\" "
-				"geo-location=\"a\"/>\n" CLOSE,
+				OPEN P1 "<proxy name=\"p2\" server-id=\"10\" "
+						"address=\"127.0.0.2\" port=\"70000\" "
+						"geo-location=\"a\"/>\n" CLOSE,
 				4, "'70000' is not a valid value"},
 		{"port zero",
-				OPEN P1 "<proxy name=\"p2\" address=\"127.0.0.2\" port=\"0\" "
+				OPEN P1 "<proxy name=\"p2\" server-id=\"11\" "
+						"address=\"127.0.0.2\" port=\"0\" "
 						"geo-location=\"a\"/>\n" CLOSE,
 				4, "The value '0' is less than the minimum"},
 		{"port not a number",
-				OPEN P1
-				"<proxy name=\"p2\" address=\"127.0.0.2\" port=\"http\" "
-				"geo-location=\"a\"/>\n" CLOSE,
+				OPEN P1 "<proxy name=\"p2\" server-id=\"12\" "
+						"address=\"127.0.0.2\" port=\"http\" "
+						"geo-location=\"a\"/>\n" CLOSE,
 				4, "'http' is not a valid value"},
 		{"unknown element", OPEN P1 "<gateway name=\"g\"/>\n" CLOSE, 4,
 				"This element is not expected"},
 		{"unknown attribute",
-				OPEN
-				"<proxy name=\"p\" address=\"127.0.0.1\" geo-location=\"a\" "
-				"colour=\"red\"/>\n" CLOSE,
+				OPEN "<proxy name=\"p\" server-id=\"13\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\" "
+					 "colour=\"red\"/>\n" CLOSE,
 				3, "'colour' is not allowed"},
 		{"bad transport",
-				OPEN "<proxy name=\"p\" address=\"127.0.0.1\" transport=\"ws\" "
+				OPEN "<proxy name=\"p\" server-id=\"14\" address=\"127.0.0.1\" "
+					 "transport=\"ws\" "
 					 "geo-location=\"a\"/>\n" CLOSE,
 				3, "The value 'ws' is not an element of the set"},
 		{"pair with three servers",
@@ -254,8 +263,9 @@ static const bad_doc_t bad_docs[] = {
 						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
 				5, "duplicate name 'h'"},
 		{"duplicate proxy name",
-				OPEN P1 "<proxy name=\"p1\" address=\"127.0.0.9\" "
-						"geo-location=\"dc1\"/>\n" CLOSE,
+				OPEN P1
+				"<proxy name=\"p1\" server-id=\"15\" address=\"127.0.0.9\" "
+				"geo-location=\"dc1\"/>\n" CLOSE,
 				4, "duplicate name 'p1'"},
 		{"duplicate address:port:transport",
 				OPEN P1
@@ -272,11 +282,13 @@ static const bad_doc_t bad_docs[] = {
 						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
 				5, "already used by 'p1'"},
 		{"address not an IP literal",
-				OPEN "<proxy name=\"p\" address=\"127.1.1.999\" "
-					 "geo-location=\"a\"/>\n" CLOSE,
+				OPEN
+				"<proxy name=\"p\" server-id=\"16\" address=\"127.1.1.999\" "
+				"geo-location=\"a\"/>\n" CLOSE,
 				3, "not an IPv4 or IPv6 literal"},
 		{"address is a host name",
-				OPEN "<proxy name=\"p\" address=\"sip.example.com\" "
+				OPEN "<proxy name=\"p\" server-id=\"17\" "
+					 "address=\"sip.example.com\" "
 					 "geo-location=\"a\"/>\n" CLOSE,
 				3, "'sip.example.com' is not accepted"},
 		{"no proxy",
@@ -308,6 +320,24 @@ static const bad_doc_t bad_docs[] = {
 		{"sbc name taken",
 				OPEN P1 "<sbc name=\"p1\" address=\"127.0.0.7\"/>\n" CLOSE, 4,
 				"duplicate name 'p1'"},
+		{"proxy without server-id",
+				OPEN "<proxy name=\"p\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\"/>\n" CLOSE,
+				3, "'server-id' is required"},
+		{"server-id 0",
+				OPEN "<proxy name=\"p\" server-id=\"0\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\"/>\n" CLOSE,
+				3, "less than the minimum"},
+		{"duplicate server-id",
+				OPEN P1 "<proxy name=\"p2\" server-id=\"7\" "
+						"address=\"127.0.0.2\" geo-location=\"a\"/>\n" CLOSE,
+				4, "server-id 7 already used by proxy 'p1'"},
+		{"bad admin state",
+				OPEN P1 "<ha-pair name=\"h\" geo-location=\"dc1\" "
+						"admin=\"drained\">\n"
+						"<server name=\"s1\" address=\"127.0.0.2\" "
+						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
+				4, "'drained' is not an element of the set"},
 		{"server outside a pair",
 				OPEN P1 "<server name=\"s1\" address=\"127.0.0.2\" "
 						"role=\"primary\"/>\n" CLOSE,
@@ -368,7 +398,9 @@ START_TEST(test_file_errors)
 	/* a file with an error on line 3 reports the path */
 	{
 		FILE *f = fopen(path, "w");
-		fputs(OPEN "<proxy name=\"p\" geo-location=\"a\"/>\n" CLOSE, f);
+		fputs(OPEN "<proxy name=\"p\" server-id=\"18\" "
+				   "geo-location=\"a\"/>\n" CLOSE,
+				f);
 		fclose(f);
 	}
 	t = sc_topo_load(path, NULL, &err);
@@ -443,9 +475,11 @@ START_TEST(test_sbc_secret_and_sources)
 {
 	const char *doc =
 			HDR "<sip-cluster name=\"c\" secret=\"0123456789abcdef\">\n"
-				"<proxy name=\"p1\" address=\"127.0.0.1\" port=\"5060\" "
+				"<proxy name=\"p1\" server-id=\"19\" address=\"127.0.0.1\" "
+				"port=\"5060\" "
 				"geo-location=\"dc1\"/>\n"
-				"<proxy name=\"p2\" address=\"127.0.0.2\" transport=\"tcp\" "
+				"<proxy name=\"p2\" server-id=\"20\" address=\"127.0.0.2\" "
+				"transport=\"tcp\" "
 				"geo-location=\"dc1\"/>\n"
 				"<sbc name=\"b1\" address=\"127.0.0.9\" port=\"5070\"/>\n"
 				"<ha-pair name=\"h\" geo-location=\"dc1\">\n"
@@ -496,6 +530,43 @@ START_TEST(test_sbc_secret_and_sources)
 }
 END_TEST
 
+/* admin= in the document is applied at every load, over run-time state */
+START_TEST(test_admin_from_document)
+{
+	const char *doc =
+			HDR "<sip-cluster name=\"c\">\n"
+				"<proxy name=\"p1\" server-id=\"1\" address=\"127.0.0.1\" "
+				"geo-location=\"dc1\"/>\n"
+				"<ha-pair name=\"h\" geo-location=\"dc1\" "
+				"admin=\"out-of-service\">\n"
+				"<server name=\"s1\" address=\"127.0.0.3\" role=\"primary\"/>\n"
+				"<server name=\"s2\" address=\"127.0.0.4\" role=\"backup\" "
+				"admin=\"active\"/>\n"
+				"</ha-pair>\n" CLOSE;
+	sc_error_t err;
+	sc_topo_t *t = load(doc, &err), *t2;
+	unsigned int uid = 1;
+
+	ck_assert_msg(t != NULL, "rejected: %s", err.reason);
+	ck_assert_int_eq(t->proxies[0].server_id, 1);
+	ck_assert_int_eq(t->pairs[0].admin, SC_ADMIN_OOS);
+	ck_assert_int_eq(t->servers[1].admin, SC_ADMIN_ACTIVE);
+	ck_assert_int_eq(t->servers[0].admin, SC_ADMIN_AUTO);
+	sc_topo_carry_state(t, NULL, &uid);
+	ck_assert_int_eq(t->pairs[0].h.admin, SC_ADMIN_OOS);
+	ck_assert(!sc_pair_usable(&t->pairs[0]));
+	/* an operator override at run time, then a reload: the document wins */
+	t->pairs[0].h.admin = SC_ADMIN_AUTO;
+	t2 = load(doc, &err);
+	sc_topo_carry_state(t2, t, &uid);
+	ck_assert_int_eq(t2->pairs[0].h.admin, SC_ADMIN_OOS);
+	ck_assert_int_eq(t2->servers[1].h.admin, SC_ADMIN_ACTIVE);
+	ck_assert_int_eq(sc_pair_active_index(&t2->pairs[0]), 1);
+	sc_topo_free(t);
+	sc_topo_free(t2);
+}
+END_TEST
+
 START_TEST(test_carry_state)
 {
 	sc_error_t err;
@@ -503,7 +574,8 @@ START_TEST(test_carry_state)
 	unsigned int uid = 1;
 	const char *doc2 =
 			HDR "<sip-cluster name=\"example\">\n"
-				"  <proxy name=\"proxy-dc1-a\" address=\"127.0.1.1\" "
+				"  <proxy name=\"proxy-dc1-a\" server-id=\"21\" "
+				"address=\"127.0.1.1\" "
 				"geo-location=\"dc1\"/>\n"
 				"  <ha-pair name=\"node-dc1-1\" geo-location=\"dc1\">\n"
 				"    <server name=\"sips-dc1-1a\" address=\"127.0.1.11\" "
@@ -575,6 +647,7 @@ Suite *topo_suite(void)
 	tcase_add_test(tc, test_carry_state);
 	tcase_add_test(tc, test_custom_schema_pair_without_servers);
 	tcase_add_test(tc, test_sbc_secret_and_sources);
+	tcase_add_test(tc, test_admin_from_document);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,7 +1,12 @@
 /*
  * Minimal stand-ins for the Kamailio core symbols that module code reaches
  * through macros (LM_*, shm_*, pkg_*), so the SIP-free parts of sipcluster
- * link into Check test programs. Compiled with the module's own C_DEFS.
+ * (cluster document, health, selection, codecs) link into programs outside
+ * Kamailio: sipcluster-check, the Check unit tests, the fuzzers and the
+ * selection benchmark. Compiled with the module's own C_DEFS.
+ *
+ * This file is part of sipcluster, a Kamailio module.
+ * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include <stdio.h>
 #include <stdlib.h>
