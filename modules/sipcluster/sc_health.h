@@ -68,6 +68,7 @@ typedef struct sc_pair_health
 	unsigned long switchovers;
 	unsigned long calls;	 /* new calls/transactions routed to this pair */
 	unsigned long registers; /* REGISTERs relayed to this pair */
+	unsigned long failovers; /* requests failed over away from a member */
 	long long swrr;			 /* smooth weighted round-robin current weight */
 } sc_pair_health_t;
 

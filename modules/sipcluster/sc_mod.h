@@ -64,6 +64,7 @@ extern stat_var *sc_st_retargeted;
 extern stat_var *sc_st_xgr_used;
 extern stat_var *sc_st_xgr_dropped;
 extern stat_var *sc_st_refused;
+extern stat_var *sc_st_reload_failures;
 
 /* clocks in ms */
 long long sc_now_ms(void);	/* monotonic */
@@ -148,6 +149,9 @@ int sc_which_aor(const str *aor, char *pair, char *server, char *uri, int ulen,
 
 /* validate a cluster document as a reload would, without loading it */
 int sc_check_file(const char *file, char *msg, int msglen);
+
+/* Prometheus series through xhttp_prom (sc_prom.c) */
+int ki_sipcluster_prom_update(sip_msg_t *msg);
 
 /* RPC (sc_rpc.c) */
 int sc_rpc_init(void);

@@ -404,6 +404,36 @@ int ki_sipcluster_deny(sip_msg_t *msg, int code, str *reason)
 	return sc_refuse(msg, code, rb, why);
 }
 
+/* ---- lines an outage would repeat for every request ---- */
+
+enum
+{
+	SC_RL_ROUTE = 0, /* no pair to route a new request to */
+	SC_RL_NEXT,		 /* no failover destination left */
+	SC_RL_FAILOVER,	 /* a member did not answer, failing over */
+	SC_RL_KINDS
+};
+
+/* per process: 1 when a line of this kind may be logged now, with
+ * *suppressed the number not logged since the last one */
+static int sc_rl_kind(int kind, unsigned int *suppressed)
+{
+	static long long last[SC_RL_KINDS];
+	static unsigned int skipped[SC_RL_KINDS];
+	long long now = sc_now_ms();
+
+	*suppressed = 0;
+	if(sc_log_interval > 0 && last[kind] != 0
+			&& now - last[kind] < (long long)sc_log_interval * 1000) {
+		skipped[kind]++;
+		return 0;
+	}
+	*suppressed = skipped[kind];
+	skipped[kind] = 0;
+	last[kind] = now;
+	return 1;
+}
+
 /* ---- the Route set ---- */
 
 /* what the Route set of the current message decided (per process, for the
@@ -835,10 +865,14 @@ int ki_sipcluster_route(sip_msg_t *msg)
 	lock_release(&sc_shared->lock);
 	if(r < 0) {
 		update_stat(sc_st_unavailable, 1);
-		LM_NOTICE("cannot route %.*s from %s:%d: %s\n",
-				msg->first_line.u.request.method.len,
-				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
-				msg->rcv.src_port, sc_route_reason);
+		unsigned int sup;
+		if(sc_rl_kind(SC_RL_ROUTE, &sup))
+			LM_NOTICE("cannot route %.*s from %s:%d: %s (%u more since the "
+					  "last such line)\n",
+					msg->first_line.u.request.method.len,
+					msg->first_line.u.request.method.s,
+					ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port,
+					sc_route_reason, sup);
 		return -1;
 	}
 	update_stat(sc_st_routed, 1);
@@ -881,6 +915,7 @@ int ki_sipcluster_next(sip_msg_t *msg)
 	if(s != NULL) {
 		p = s->pair;
 		sc_pair_hcfg(p, &c);
+		p->h.failovers++;
 		/* the member failed us: probe it now */
 		sc_health_suspect(p, &c, s->index, sc_now_ms());
 		partner = (p->nservers == 2) ? 1 - s->index : -1;
@@ -901,16 +936,24 @@ int ki_sipcluster_next(sip_msg_t *msg)
 		if(sc_route_reason[0] == '\0')
 			snprintf(sc_route_reason, sizeof(sc_route_reason),
 					"every SIP Server tried");
-		LM_NOTICE("no failover destination left after %.*s: %s\n", cur.len,
-				cur.s, sc_route_reason);
+		unsigned int sup;
+		if(sc_rl_kind(SC_RL_NEXT, &sup))
+			LM_NOTICE("no failover destination left after %.*s: %s (%u more "
+					  "since the last such line)\n",
+					cur.len, cur.s, sc_route_reason, sup);
 		update_stat(sc_st_unavailable, 1);
 		return -1;
 	}
 	update_stat(sc_st_failovers, 1);
 	if(d.remote)
 		update_stat(sc_st_cross_dc, 1);
-	LM_INFO("failover: %.*s did not answer, trying %s of pair %s\n", cur.len,
-			cur.s, d.server, d.pair);
+	{
+		unsigned int sup;
+		if(sc_rl_kind(SC_RL_FAILOVER, &sup))
+			LM_INFO("failover: %.*s did not answer, trying %s of pair %s (%u "
+					"more failovers since the last such line)\n",
+					cur.len, cur.s, d.server, d.pair, sup);
+	}
 	return sc_go(msg, &d);
 }
 

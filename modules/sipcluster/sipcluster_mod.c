@@ -64,6 +64,7 @@ stat_var *sc_st_retargeted = NULL;
 stat_var *sc_st_xgr_used = NULL;
 stat_var *sc_st_xgr_dropped = NULL;
 stat_var *sc_st_refused = NULL;
+stat_var *sc_st_reload_failures = NULL;
 
 static int sc_event_rt = -1;
 /* transition being reported by event_route (per process) */
@@ -83,6 +84,7 @@ static int w_sipcluster_x_genesys_route(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_register(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_sbc(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_set_socket(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_prom_update(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_cluster(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_loose_route(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_check_relay(sip_msg_t *msg, char *p1, char *p2);
@@ -103,6 +105,8 @@ static cmd_export_t cmds[] = {
 	{"sipcluster_from_sbc", (cmd_function)w_sipcluster_from_sbc,
 		0, 0, 0, ANY_ROUTE},
 	{"sipcluster_from_cluster", (cmd_function)w_sipcluster_from_cluster,
+		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_prom_update", (cmd_function)w_sipcluster_prom_update,
 		0, 0, 0, ANY_ROUTE},
 	{"sipcluster_set_socket", (cmd_function)w_sipcluster_set_socket,
 		0, 0, 0, REQUEST_ROUTE | FAILURE_ROUTE | BRANCH_ROUTE},
@@ -168,6 +172,7 @@ static stat_export_t mod_stats[] = {
 	{"xgr_used", 0, &sc_st_xgr_used},
 	{"xgr_dropped", 0, &sc_st_xgr_dropped},
 	{"refused", 0, &sc_st_refused},
+	{"reload_failures", 0, &sc_st_reload_failures},
 	{"registers_relayed", 0, &sc_st_reg_relayed},
 	{"bindings_stored", 0, &sc_st_reg_stored},
 	{"bindings_removed", 0, &sc_st_reg_removed},
@@ -439,6 +444,7 @@ failed:
 	lock_get(&sc_shared->lock);
 	sc_shared->reload_failures++;
 	lock_release(&sc_shared->lock);
+	update_stat(sc_st_reload_failures, 1);
 	LM_ERR("reload of the cluster document failed, running topology kept: "
 		   "%s\n",
 			msg);
@@ -804,6 +810,11 @@ static int w_sipcluster_from_cluster(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_from_cluster(msg);
 }
 
+static int w_sipcluster_prom_update(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_prom_update(msg);
+}
+
 static int w_sipcluster_set_socket(sip_msg_t *msg, char *p1, char *p2)
 {
 	return ki_sipcluster_set_socket(msg);
@@ -891,6 +902,8 @@ static sr_kemi_t sr_kemi_sipcluster_exports[] = {
 		SR_KEMIP_INT, ki_sipcluster_from_sbc, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("from_cluster"),
 		SR_KEMIP_INT, ki_sipcluster_from_cluster, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("prom_update"),
+		SR_KEMIP_INT, ki_sipcluster_prom_update, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("set_socket"),
 		SR_KEMIP_INT, ki_sipcluster_set_socket, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("deny"),

@@ -104,6 +104,68 @@ class TestLab(unittest.TestCase):
         r = sip_request("OPTIONS", "sip:%s.1.1:5060" % B, "%s.9.1" % B)
         self.assertEqual(reply_code(r), 200, r)
 
+    def metrics(self, proxy_addr):
+        import urllib.request
+        with urllib.request.urlopen("http://%s:9090/metrics" % proxy_addr, timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for m in re.finditer(r'^kamailio_(sipcluster_\w+)(\{[^}]*\})? ([0-9.e+-]+)', text, re.M):
+            out[m.group(1) + (m.group(2) or "").replace(" ", "")] = float(m.group(3))
+        return out
+
+    def test_prometheus_series_follow_the_state(self):
+        px = "%s.1.1" % B
+        key = 'sipcluster_pair_in_service{pair="node-dc1-2",geo="dc1"}'
+        self.assertTrue(wait_until(lambda: self.metrics(px).get(key) == 1.0, 10))
+        m0 = self.metrics(px)
+        self.assertEqual(m0['sipcluster_server_active{pair="node-dc1-2",server="sips-dc1-2a",'
+                            'address="%s.1.21:5060"}' % B], 1.0)
+        self.assertIn("sipcluster_pings_sent", m0)        # the module's counters
+        self.assertIn("sipcluster_reload_failures", m0)
+        # a call: the pair's calls grow (to whichever pair SWRR picked)
+        calls0 = sum(v for k, v in m0.items() if k.startswith("sipcluster_pair_calls"))
+        r = sip_request("MESSAGE", "sip:x@%s:5060" % px, "%s.9.2" % B)
+        self.assertEqual(reply_code(r), 200, r)
+        m1 = self.metrics(px)
+        self.assertEqual(sum(v for k, v in m1.items() if k.startswith("sipcluster_pair_calls")),
+                         calls0 + 1)
+        # the pair's members go silent: out of service in the series too
+        sd = os.path.join(self.dir, "sips-dc1-2a")
+        kamcmd(sd, "pv.shvSet", "active", "int", 0)
+        try:
+            self.assertTrue(wait_until(lambda: self.metrics(px).get(key) == 0.0, 8))
+            m2 = self.metrics(px)
+            self.assertEqual(m2['sipcluster_server_up{pair="node-dc1-2",server="sips-dc1-2a",'
+                                'address="%s.1.21:5060"}' % B], 0.0)
+            self.assertGreaterEqual(m2["sipcluster_pairs_out_of_service"], 1)
+        finally:
+            kamcmd(sd, "pv.shvSet", "active", "int", 1)
+        self.assertTrue(wait_until(lambda: self.metrics(px).get(key) == 1.0, 8))
+
+    def test_grafana_dashboard_names_only_exported_series(self):
+        import json
+        import urllib.request
+        dash = json.load(open(os.path.join(TOP, "docs", "grafana", "sipcluster-dashboard.json")))
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        names = set(re.findall(r"kamailio_[a-z_]+", " ".join(exprs)))
+        with urllib.request.urlopen("http://%s.1.1:9090/metrics" % B, timeout=5) as r:
+            text = r.read().decode()
+        exported = set(re.findall(r"^(kamailio_[a-z_]+)", text, re.M))
+        self.assertGreater(len(names), 10)
+        self.assertEqual(names - exported, set())
+
+    def test_json_rpc_over_http(self):
+        import json
+        import urllib.request
+        req = urllib.request.Request(
+            "http://%s.1.1:9090/RPC" % B, method="POST",
+            data=json.dumps({"jsonrpc": "2.0", "method": "sipcluster.which",
+                             "params": ["new"], "id": 1}).encode())
+        with urllib.request.urlopen(req, timeout=5) as r:
+            res = json.loads(r.read().decode())["result"]
+        self.assertIn(res["pair"], ("node-dc1-1", "node-dc1-2"))
+        self.assertEqual(res["data_center"], "local")
+
 
 class TestStartAndReload(unittest.TestCase):
     """A single proxy: refuses bad documents, reloads atomically."""
