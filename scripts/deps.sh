@@ -8,7 +8,7 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$TOP/build"
 PKGS="kamailio sip-tester check pkg-config libxml2-dev libxml2-utils dpkg-dev
 	gcc make python3 procps iproute2 clang libclang-rt-14-dev
-	kamailio-tls-modules openssl baresip-core"
+	kamailio-tls-modules kamailio-lua-modules openssl baresip-core"
 SRCLIST=/etc/apt/sources.list.d/sipcluster-deb-src.sources
 
 log() { echo "deps: $*"; }

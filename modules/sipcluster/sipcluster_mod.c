@@ -48,6 +48,9 @@ int sc_alive_codes[SC_MAX_ALIVE_CODES + 1] = {0};
 str sc_ping_from = str_init("sip:sipcluster@localhost");
 int sc_ping_tick = 100; /* ms */
 str sc_event_route_name = str_init("sipcluster:pair-state");
+/* KEMI: the function called on a pair transition (the event_route of the
+ * native cfg) */
+str sc_event_callback = STR_NULL;
 int sc_cross_dc_failover = 1;
 
 sc_shared_t *sc_shared = NULL;
@@ -142,6 +145,7 @@ static param_export_t params[] = {
 	{"ping_from", PARAM_STR, &sc_ping_from},
 	{"ping_tick", PARAM_INT, &sc_ping_tick},
 	{"event_route", PARAM_STR, &sc_event_route_name},
+	{"event_callback", PARAM_STR, &sc_event_callback},
 	{"cross_dc_failover", PARAM_INT, &sc_cross_dc_failover},
 	{"max_contacts", PARAM_INT, &sc_max_contacts},
 	{"usrloc_domain", PARAM_STR, &sc_usrloc_domain},
@@ -657,9 +661,20 @@ static void sc_run_event_route(sc_transition_t *tr)
 	int backup_rt;
 	sip_msg_t *fmsg;
 	sc_transition_t *prev;
+	sr_kemi_eng_t *keng = NULL;
+	str evname;
 
-	if(sc_event_rt < 0)
+	if(sc_event_callback.len > 0) {
+		keng = sr_kemi_eng_get();
+		if(keng == NULL) {
+			LM_ERR("event_callback '%.*s' set, but no KEMI engine "
+				   "(cfgengine)\n",
+					sc_event_callback.len, sc_event_callback.s);
+			return;
+		}
+	} else if(sc_event_rt < 0) {
 		return;
+	}
 	if(faked_msg_init() < 0) {
 		LM_ERR("faked_msg_init() failed\n");
 		return;
@@ -669,7 +684,15 @@ static void sc_run_event_route(sc_transition_t *tr)
 	sc_cur_tr = tr;
 	backup_rt = get_route_type();
 	set_route_type(EVENT_ROUTE);
-	run_top_route(event_rt.rlist[sc_event_rt], fmsg, 0);
+	if(keng != NULL) {
+		evname = sc_event_route_name;
+		if(sr_kemi_route(keng, fmsg, EVENT_ROUTE, &sc_event_callback, &evname)
+				< 0)
+			LM_ERR("error running event_callback '%.*s'\n",
+					sc_event_callback.len, sc_event_callback.s);
+	} else {
+		run_top_route(event_rt.rlist[sc_event_rt], fmsg, 0);
+	}
 	set_route_type(backup_rt);
 	sc_cur_tr = prev;
 }
