@@ -6,6 +6,8 @@
 #   make test       unit (Check) + integration (real Kamailio, SIPp) tests
 #   make lab        two data centers on loopback; make lab-stop stops it
 #   make install    DESTDIR=... honoured
+#   make deb        the Debian package kamailio-sipcluster-modules (build/deb/)
+#   make docs       the module README from its docbook (modules/sipcluster/doc)
 #   make bench      benchmarks (docs/benchmarks.md)
 #   make fuzz       libFuzzer targets, FUZZ_S seconds each (default 60)
 
@@ -15,10 +17,14 @@ MODULE := $(MODDIR_SRC)/sipcluster.so
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 MODDIR ?= /usr/lib/$(MULTIARCH)/kamailio/modules
 SHAREDIR ?= /usr/share/sipcluster
+SBINDIR ?= /usr/sbin
+MANDIR ?= /usr/share/man
 DOCDIR ?= /usr/share/doc/sipcluster
+# Kamailio's packages keep every module's README here
+KDOCDIR ?= /usr/share/doc/kamailio/modules
 
 .PHONY: all module deps test unit integration lab lab-stop lab-status \
-	install uninstall clean distclean bench fuzz
+	install uninstall clean distclean bench fuzz deb docs
 
 all: module
 
@@ -52,17 +58,32 @@ lab-status:
 	scripts/lab/lab status
 
 install: module
-	install -D -m 755 $(MODULE) $(DESTDIR)$(MODDIR)/sipcluster.so
+	install -D -m 644 $(MODULE) $(DESTDIR)$(MODDIR)/sipcluster.so
 	install -D -m 644 $(MODDIR_SRC)/sipcluster.xsd $(DESTDIR)$(SHAREDIR)/sipcluster.xsd
 	install -D -m 644 kamailio-cfg/kamailio.cfg $(DESTDIR)$(SHAREDIR)/kamailio.cfg
+	install -D -m 644 kamailio-cfg/sipcluster.lua $(DESTDIR)$(SHAREDIR)/sipcluster.lua
 	install -D -m 644 kamailio-cfg/cluster-example.xml $(DESTDIR)$(SHAREDIR)/cluster-example.xml
-	install -D -m 755 scripts/sipcluster-proxy $(DESTDIR)$(SHAREDIR)/sipcluster-proxy
-	install -D -m 755 $(MODDIR_SRC)/tools/sipcluster-check $(DESTDIR)/usr/sbin/sipcluster-check
-	install -D -m 644 $(MODDIR_SRC)/README $(DESTDIR)$(DOCDIR)/README.sipcluster
+	install -D -m 644 docs/grafana/sipcluster-dashboard.json $(DESTDIR)$(SHAREDIR)/grafana/sipcluster-dashboard.json
+	install -D -m 755 scripts/sipcluster-proxy $(DESTDIR)$(SBINDIR)/sipcluster-proxy
+	install -D -m 755 $(MODDIR_SRC)/tools/sipcluster-check $(DESTDIR)$(SBINDIR)/sipcluster-check
+	install -D -m 644 docs/man/sipcluster-proxy.8 $(DESTDIR)$(MANDIR)/man8/sipcluster-proxy.8
+	install -D -m 644 docs/man/sipcluster-check.8 $(DESTDIR)$(MANDIR)/man8/sipcluster-check.8
+	install -D -m 644 $(MODDIR_SRC)/README $(DESTDIR)$(KDOCDIR)/README.sipcluster
+	install -D -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -D -m 644 docs/benchmarks.md $(DESTDIR)$(DOCDIR)/benchmarks.md
 
 uninstall:
-	rm -f $(DESTDIR)$(MODDIR)/sipcluster.so
+	rm -f $(DESTDIR)$(MODDIR)/sipcluster.so $(DESTDIR)$(KDOCDIR)/README.sipcluster
+	rm -f $(DESTDIR)$(SBINDIR)/sipcluster-proxy $(DESTDIR)$(SBINDIR)/sipcluster-check
+	rm -f $(DESTDIR)$(MANDIR)/man8/sipcluster-proxy.8 $(DESTDIR)$(MANDIR)/man8/sipcluster-check.8
 	rm -rf $(DESTDIR)$(SHAREDIR) $(DESTDIR)$(DOCDIR)
+
+# the Debian package, built by dpkg-buildpackage from a copy of the tree
+deb: module
+	scripts/deb.sh
+
+docs:
+	$(MAKE) -C $(MODDIR_SRC)/doc
 
 bench: module
 	python3 bench/bench.py

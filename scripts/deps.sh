@@ -8,7 +8,8 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$TOP/build"
 PKGS="kamailio sip-tester check pkg-config libxml2-dev libxml2-utils dpkg-dev
 	gcc make python3 procps iproute2 clang libclang-rt-14-dev
-	kamailio-tls-modules kamailio-lua-modules openssl baresip-core"
+	kamailio-tls-modules kamailio-lua-modules openssl baresip-core
+	debhelper lintian man-db git"
 SRCLIST=/etc/apt/sources.list.d/sipcluster-deb-src.sources
 
 log() { echo "deps: $*"; }
@@ -101,7 +102,9 @@ if [ ! -d "$SRCDIR/src/core" ]; then
 	rm -rf "$BUILD/dl"
 fi
 
-want="$KVER $(kamailio -v 2>/dev/null | sed -n 's/^flags: //p')"
+# the flags of Debian's own build (debian/rules: hardening=+all)
+export DEB_BUILD_MAINT_OPTIONS=hardening=+all
+want="$KVER $(kamailio -v 2>/dev/null | sed -n 's/^flags: //p') $(dpkg-buildflags --get LDFLAGS)"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
 	log "kamailio $KVER source configured in $KS (nothing to do)"
 	exit 0
