@@ -62,7 +62,7 @@ def start_kamailio(d, cfg, defines, shm=SHM):
             os.unlink(os.path.join(d, f))
         except OSError:
             pass
-    args = ["kamailio", "-f", cfg, "-DD", "-E", "-w", d, "-m", str(shm), "-M", "16",
+    args = ["kamailio", "-f", cfg, "-DD", "-E", "-w", d, "-m", str(shm), "-M", "128",
             "-x", "tlsf"]
     for k in defines:
         args += ["-A", k]
@@ -198,6 +198,9 @@ class System:
                 n += 1
                 defines.append('DMQ_NOTIFY_%d="sip:%s:5060"' % (n, self.proxy_addr(j)))
         if self.kind == "sipcluster":
+            # the shipped default: bindings written back to a SQLite file
+            os.makedirs(d, exist_ok=True)
+            defines.append(harness.make_location_db(os.path.join(d, "location.sqlite")))
             defines += ['PROXY_NAME="p%d"' % i, 'CLUSTER_FILE="%s"' % self.doc,
                         'SIPCLUSTER_SO="%s"' % MODULE, "OOS_CHECK=%d" % self.timers,
                         "OOS_FORCE=%d" % self.timers, "MAX_CONTACTS=0",

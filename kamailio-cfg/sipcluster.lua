@@ -119,6 +119,13 @@ end
 
 local function to_endpoint()
 	if KSR.registrar.lookup("location") < 0 then
+		if KSR.sipcluster.synced() < 0 then
+			-- just started: the binding may still be on its way
+			KSR.hdr.append_to_reply("Retry-After: 1\r\n")
+			KSR.sl.sl_send_reply(503,
+				"Service Unavailable: registrations are being synchronised")
+			KSR.x.exit()
+		end
 		KSR.sl.sl_send_reply(404, "Not Found")
 		KSR.x.exit()
 	end

@@ -7,8 +7,9 @@ set -euo pipefail
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD="$TOP/build"
 PKGS="kamailio sip-tester check pkg-config libxml2-dev libxml2-utils dpkg-dev
-	gcc make python3 procps iproute2 clang libclang-rt-14-dev
-	kamailio-tls-modules kamailio-lua-modules openssl baresip-core
+	gcc make python3 procps iproute2 nftables clang libclang-rt-14-dev
+	kamailio-tls-modules kamailio-lua-modules kamailio-sqlite-modules sqlite3
+	openssl baresip-core xsltproc docbook-xsl docbook-xml lynx
 	debhelper lintian man-db git"
 SRCLIST=/etc/apt/sources.list.d/sipcluster-deb-src.sources
 

@@ -322,7 +322,23 @@ int sc_srv_recently_failed(
 		const sc_server_t *s, long long wall, long long window)
 {
 	return s->h.fails > 0 && s->h.last_fail >= s->h.last_answer
-		   && wall - s->h.last_fail < window;
+		   && (window <= 0 || wall - s->h.last_fail <= window);
+}
+
+int sc_health_alarm(
+		sc_pair_t *p, long long wall, long long interval, unsigned int *held)
+{
+	if(p->h.alarm_at == 0 || wall - p->h.alarm_at >= interval) {
+		*held = p->h.alarm_held;
+		p->h.alarm_held = 0;
+		p->h.alarm_at = wall;
+		p->h.alarm_quiet = 0;
+		return 1;
+	}
+	p->h.alarm_held++;
+	p->h.alarm_quiet = 1;
+	*held = 0;
+	return 0;
 }
 
 int sc_pair_usable(const sc_pair_t *p)

@@ -70,6 +70,9 @@ typedef struct sc_pair_health
 	unsigned long registers; /* REGISTERs relayed to this pair */
 	unsigned long failovers; /* requests failed over away from a member */
 	long long swrr;			 /* smooth weighted round-robin current weight */
+	long long alarm_at;		 /* wall-clock ms of the last [40001] logged */
+	unsigned int alarm_held; /* out-of-service alarms held back since */
+	int alarm_quiet;		 /* the last one was held back (and its UP) */
 } sc_pair_health_t;
 
 struct sc_pair;
@@ -125,10 +128,20 @@ int sc_health_set_pair_admin(struct sc_pair *p, int admin, long long now,
 int sc_health_set_server_admin(struct sc_pair *p, int srv, int admin,
 		long long now, long long wall, int *events);
 
-/* A member that missed a probe within the last `window` ms and has not
- * answered since: no request is failed over to it. */
+/* A member whose last probe failed (no answer, or not alive) at most
+ * `window` ms ago (window <= 0: whenever) and that has not answered since:
+ * no request is failed over to it. A silent backup probed long ago is
+ * tried (it may have become active since). */
 int sc_srv_recently_failed(
 		const struct sc_server *s, long long wall, long long window);
+
+/* A flapping pair is not an alarm storm: an out-of-service transition is
+ * logged as an alarm when none was within `interval` ms, else held back
+ * (counted; the back-in-service line of a held-back one is quiet too).
+ * Call once per SC_EV_DOWN: 1 = log it, with *held the ones held back
+ * since the last; 0 = held back. */
+int sc_health_alarm(struct sc_pair *p, long long wall, long long interval,
+		unsigned int *held);
 
 /* whether the pair can take traffic, and its active member index (-1) */
 int sc_pair_usable(const struct sc_pair *p);

@@ -85,11 +85,16 @@ typedef struct sc_transition
 	char reason[64];
 	int events;
 	int usable;
+	int alarm;		   /* log the [40001] alarm (SC_EV_DOWN not held back) */
+	unsigned int held; /* alarms held back before this one (flapping) */
+	int quiet;		   /* SC_EV_UP of a held-back outage: no line */
 } sc_transition_t;
 
-void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
+void sc_transition_fill(sc_transition_t *tr, sc_pair_t *p, int events,
 		int previous, const char *reason);
 void sc_transition_report(sc_transition_t *tr);
+/* the alarm of a flapping pair held back, due now */
+void sc_transition_realarm(sc_transition_t *tr, sc_pair_t *p);
 
 /* routing (sc_route.c) */
 int sc_route_init(void);

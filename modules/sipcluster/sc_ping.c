@@ -199,6 +199,10 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 		if(events) {
 			sc_transition_fill(&sc_tr[ntr++], p, events, prev,
 					"OPTIONS not answered in time");
+		} else if(p->h.alarm_quiet && !sc_pair_usable(p)
+				  && wall - p->h.alarm_at >= 1000LL * sc_log_interval) {
+			/* outages held back (flapping) and down now: the alarm */
+			sc_transition_realarm(&sc_tr[ntr++], p);
 		}
 	}
 	lock_release(&sc_shared->lock);

@@ -56,6 +56,7 @@
 #include "sc_health.h"
 #include "sc_select.h"
 #include "sc_codec.h"
+#include "sc_syncd.h"
 
 /* contacts one REGISTER may carry, whatever max_contacts says */
 #define SC_REG_MAX_CONTACTS 16
@@ -128,7 +129,7 @@ int sc_reg_init(void)
 	if(sruid_init(&sc_sruid, '-', "scul", SRUID_INC) < 0)
 		return -1;
 	sc_reg_enabled = 1;
-	return 0;
+	return sc_sync_init(&sc_ul, sc_dom);
 }
 
 int sc_reg_child_init(int rank)
@@ -365,6 +366,15 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	if(msg->first_line.type != SIP_REQUEST
 			|| msg->first_line.u.request.method_value != METHOD_REGISTER)
 		return -1;
+	/* a proxy that just started stores nothing before it merged the
+	 * other proxies' bindings (and before DMQ replicates its own) */
+	if(!sc_sync_is_ready()) {
+		snprintf(sc_route_reason, sizeof(sc_route_reason),
+				"registrations are being synchronised from the other "
+				"proxies");
+		update_stat(sc_st_unavailable, 1);
+		return -1;
+	}
 	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
 		return sc_refuse(msg, 400, "Bad Request", "unparsable REGISTER");
 	if(msg->callid == NULL || msg->cseq == NULL || msg->to == NULL)
@@ -589,6 +599,9 @@ static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
 	time_t now = time(NULL);
 	str ua = x->ua.len ? x->ua : (str)str_init("n/a");
 
+	/* the version of an explicit unregister: its tombstones stop an older
+	 * copy from coming back (sc_syncd.c sends them to every peer) */
+	sc_sync_unreg_begin((long long)now, x->cseq, &x->callid);
 	sc_ul.lock_udomain(sc_dom, &x->aor);
 	res = sc_ul.get_urecord(sc_dom, &x->aor, &r);
 	if(res < 0) {
@@ -597,10 +610,12 @@ static void sc_reg_store(sc_reg_ctx_t *x, sip_msg_t *rpl)
 	}
 	if(x->star) {
 		if(res == 0) {
-			for(c = r->contacts; c; c = c->next)
+			ucontact_t *next;
+			for(c = r->contacts; c; c = next) {
+				next = c->next;
+				sc_ul.delete_ucontact(r, c);
 				removed++;
-			sc_ul.delete_urecord(sc_dom, &x->aor, r);
-			r = NULL;
+			}
 		}
 		goto done;
 	}
@@ -688,6 +703,8 @@ done:
 	if(r)
 		sc_ul.release_urecord(r);
 	sc_ul.unlock_udomain(sc_dom, &x->aor);
+	/* the tombstones of what this REGISTER removed, to every peer */
+	sc_sync_unreg_end();
 	if(stored)
 		update_stat(sc_st_reg_stored, stored);
 	if(removed)

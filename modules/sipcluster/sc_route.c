@@ -922,8 +922,8 @@ int ki_sipcluster_next(sip_msg_t *msg)
 		/* never the partner that just failed a probe */
 		if(partner >= 0 && p->srv[partner]->h.admin != SC_ADMIN_OOS
 				&& p->h.admin != SC_ADMIN_OOS
-				&& !sc_srv_recently_failed(
-						p->srv[partner], sc_wall_ms(), 2LL * c.force)
+				&& !sc_srv_recently_failed(p->srv[partner], sc_wall_ms(),
+						(long long)c.check + 2LL * c.force)
 				&& !sc_tried_has(&tried, &p->srv[partner]->name)) {
 			sc_dest_fill(&d, p, partner, 0);
 			r = 0;

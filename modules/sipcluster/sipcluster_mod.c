@@ -33,6 +33,7 @@
 #include "sc_mod.h"
 #include "sc_topo.h"
 #include "sc_health.h"
+#include "sc_syncd.h"
 
 MODULE_VERSION
 
@@ -96,6 +97,7 @@ static int pv_parse_sipcluster_name(pv_spec_p sp, str *in);
 static int pv_get_sipcluster(
 		sip_msg_t *msg, pv_param_t *param, pv_value_t *res);
 static counter_val_t sc_stat_pairs_oos(void);
+static int w_sipcluster_synced(sip_msg_t *msg, char *p1, char *p2);
 
 /* clang-format off */
 static cmd_export_t cmds[] = {
@@ -131,6 +133,8 @@ static cmd_export_t cmds[] = {
 		0, 0, 0, REQUEST_ROUTE},
 	{"sipcluster_register", (cmd_function)w_sipcluster_register,
 		0, 0, 0, REQUEST_ROUTE},
+	{"sipcluster_synced", (cmd_function)w_sipcluster_synced,
+		0, 0, 0, ANY_ROUTE},
 	{0, 0, 0, 0, 0, 0}
 };
 
@@ -154,6 +158,11 @@ static param_export_t params[] = {
 	{"default_expires", PARAM_INT, &sc_default_expires},
 	{"case_sensitive", PARAM_INT, &sc_case_sensitive},
 	{"log_interval", PARAM_INT, &sc_log_interval},
+	{"sync_interval", PARAM_INT, &sc_sync_interval},
+	{"sync_wait", PARAM_INT, &sc_sync_wait},
+	{"sync_settle", PARAM_INT, &sc_sync_settle},
+	{"sync_batch", PARAM_INT, &sc_sync_batch},
+	{"max_tombstones", PARAM_INT, &sc_max_tombstones},
 	{0, 0, 0}
 };
 
@@ -182,6 +191,11 @@ static stat_export_t mod_stats[] = {
 	{"bindings_removed", 0, &sc_st_reg_removed},
 	{"registers_refused", 0, &sc_st_reg_refused},
 	{"pairs_out_of_service", STAT_IS_FUNC, (stat_var **)sc_stat_pairs_oos},
+	{"sync_rounds", 0, &sc_st_sync_rounds},
+	{"sync_repairs", 0, &sc_st_sync_repairs},
+	{"sync_records_sent", 0, &sc_st_sync_sent},
+	{"sync_records_applied", 0, &sc_st_sync_applied},
+	{"sync_tombstones", STAT_IS_FUNC, (stat_var **)sc_sync_stat_tombstones},
 	{0, 0, 0}
 };
 
@@ -563,12 +577,14 @@ static int mod_init(void)
 		return -1;
 	if(sc_reg_init() < 0)
 		return -1;
+	if(sc_sync_rpc_init() < 0)
+		return -1;
 	sc_event_rt = route_lookup(&event_rt, sc_event_route_name.s);
 	if(sc_event_rt >= 0 && event_rt.rlist[sc_event_rt] == NULL)
 		sc_event_rt = -1;
 	/* one process drives OPTIONS probing (and picks up reloads that turn
 	 * checking on), so it exists even with oos_check 0 */
-	if(register_basic_timers(1) < 0) {
+	if(register_basic_timers(sc_sync_enabled() ? 2 : 1) < 0) {
 		LM_ERR("cannot register the OPTIONS pinger process\n");
 		return -1;
 	}
@@ -594,12 +610,20 @@ static int child_init(int rank)
 		LM_ERR("cannot start the OPTIONS pinger process\n");
 		return -1;
 	}
+	if(sc_sync_enabled()
+			&& fork_basic_utimer(PROC_TIMER, "sipcluster sync", 1,
+					   sc_sync_utimer, NULL, 100)
+					   < 0) {
+		LM_ERR("cannot start the registration sync process\n");
+		return -1;
+	}
 	return 0;
 }
 
 static void mod_destroy(void)
 {
 	sc_refuse_destroy();
+	sc_sync_destroy();
 	if(sc_shared == NULL)
 		return;
 	if(sc_shared->topo)
@@ -630,10 +654,11 @@ static counter_val_t sc_stat_pairs_oos(void)
 
 /* ---- transitions: log, statistics, event_route ---- */
 
-void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
+void sc_transition_fill(sc_transition_t *tr, sc_pair_t *p, int events,
 		int previous, const char *reason)
 {
 	int a = sc_pair_active_index(p);
+	int quiet = p->h.alarm_quiet;
 
 	memset(tr, 0, sizeof(*tr));
 	/* the set of pairs that can take traffic changed: rebuild schedules */
@@ -654,6 +679,22 @@ void sc_transition_fill(sc_transition_t *tr, const sc_pair_t *p, int events,
 		snprintf(tr->previous, sizeof(tr->previous), "%.*s",
 				p->srv[previous]->name.len, p->srv[previous]->name.s);
 	snprintf(tr->reason, sizeof(tr->reason), "%s", reason ? reason : "");
+	/* a flapping pair: one alarm per log_interval */
+	if(events & SC_EV_DOWN)
+		tr->alarm = sc_health_alarm(
+				p, sc_wall_ms(), 1000LL * sc_log_interval, &tr->held);
+	if(events & SC_EV_UP)
+		tr->quiet = quiet;
+}
+
+void sc_transition_realarm(sc_transition_t *tr, sc_pair_t *p)
+{
+	unsigned int held = p->h.alarm_held;
+
+	sc_transition_fill(tr, p, 0, -1, "flapping, out of service now");
+	sc_health_alarm(p, sc_wall_ms(), 0, &tr->held);
+	tr->held = held;
+	tr->alarm = 1;
 }
 
 static void sc_run_event_route(sc_transition_t *tr)
@@ -699,6 +740,14 @@ static void sc_run_event_route(sc_transition_t *tr)
 
 void sc_transition_report(sc_transition_t *tr)
 {
+	if(tr->events == 0 && tr->alarm) {
+		/* held back while flapping, and out of service at the end */
+		LM_WARN("[40001] SIP Server HA pair (%s) is unavailable: pair '%s' "
+				"is out of service (flapping: %u more outages in the last "
+				"%d s)\n",
+				tr->primary, tr->pair, tr->held, sc_log_interval);
+		return;
+	}
 	if(tr->events == 0)
 		return;
 	if(tr->events & SC_EV_ACTIVE) {
@@ -708,12 +757,21 @@ void sc_transition_report(sc_transition_t *tr)
 				tr->previous[0] ? ", was '" : "", tr->previous,
 				tr->previous[0] ? "'" : "", tr->reason);
 	}
-	if(tr->events & SC_EV_DOWN) {
+	if((tr->events & SC_EV_DOWN) && tr->alarm && tr->held) {
+		LM_WARN("[40001] SIP Server HA pair (%s) is unavailable: pair '%s' "
+				"is out of service (%s; flapping: %u more outages held "
+				"back since the last alarm)\n",
+				tr->primary, tr->pair, tr->reason, tr->held);
+	} else if((tr->events & SC_EV_DOWN) && tr->alarm) {
 		LM_WARN("[40001] SIP Server HA pair (%s) is unavailable: pair '%s' "
 				"is out of service (%s)\n",
 				tr->primary, tr->pair, tr->reason);
+	} else if(tr->events & SC_EV_DOWN) {
+		LM_DBG("pair '%s' out of service again within log_interval: alarm "
+			   "held back\n",
+				tr->pair);
 	}
-	if(tr->events & SC_EV_UP) {
+	if((tr->events & SC_EV_UP) && !tr->quiet) {
 		LM_NOTICE("HA pair '%s' (%s) is back in service, active member '%s' "
 				  "(%s)\n",
 				tr->pair, tr->primary, tr->active, tr->active_addr);
@@ -901,6 +959,17 @@ static int w_sipcluster_register(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_register(msg);
 }
 
+/* 1 once this proxy merged the other proxies' bindings at start-up */
+static int ki_sipcluster_synced(sip_msg_t *msg)
+{
+	return sc_sync_is_ready() ? 1 : -1;
+}
+
+static int w_sipcluster_synced(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_synced(msg);
+}
+
 #define SC_KEMI_NOPARAMS                                            \
 	{                                                               \
 		SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE, \
@@ -938,6 +1007,8 @@ static sr_kemi_t sr_kemi_sipcluster_exports[] = {
 		SR_KEMIP_INT, ki_sipcluster_x_genesys_route, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("register"),
 		SR_KEMIP_INT, ki_sipcluster_register, SC_KEMI_NOPARAMS },
+	{ str_init("sipcluster"), str_init("synced"),
+		SR_KEMIP_INT, ki_sipcluster_synced, SC_KEMI_NOPARAMS },
 	{ str_init("sipcluster"), str_init("seen_request"),
 		SR_KEMIP_INT, ki_sipcluster_seen_request,
 		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,

@@ -53,6 +53,31 @@ def _kill_dir(d):
         pass
 
 
+def _running(d):
+    """a live process started in run dir d (SIGSTOPped counts as live)"""
+    try:
+        with open(os.path.join(d, "kamailio.pid")) as f:
+            os.kill(int(f.read().strip()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def make_location_db(path):
+    """a fresh SQLite file with Kamailio's usrloc schema (what
+    sipcluster-proxy start creates for each proxy); the DB_URL define"""
+    schema = "/usr/share/kamailio/db_sqlite"
+    if os.path.exists(path):
+        os.unlink(path)
+    sql = ""
+    for f in ("standard-create.sql", "usrloc-create.sql"):
+        with open(os.path.join(schema, f)) as fh:
+            sql += fh.read()
+    subprocess.run(["sqlite3", path], input="PRAGMA journal_mode=WAL;\n" + sql, text=True,
+                   check=True, timeout=30, capture_output=True)
+    return 'DB_URL="sqlite:///%s"' % os.path.abspath(path)
+
+
 @atexit.register
 def _cleanup():
     for d in list(_started):
@@ -242,7 +267,37 @@ class Cluster:
         d = self.rundir(name)
         _kill_dir(d)
 
-    def start_proxy(self, name, extra=(), check=True, tls_cfg=None):
+    def sync_status(self, name):
+        """sipcluster.sync_status of proxy name: (ready, {peer: state})"""
+        out = kamcmd(self.rundir(name), "sipcluster.sync_status", check=False,
+                     timeout=3).stdout
+        ready = re.search(r"ready:\s*yes", out) is not None
+        peers = dict(re.findall(r"name:\s*(\S+)\n(?:.*\n)*?\s*state:\s*([a-z ]+?)\s*\n", out))
+        return ready, peers, out
+
+    def wait_synced(self, timeout=15):
+        """every running proxy of this cluster has merged its running peers'
+        bindings (sipcluster.sync_status ready: yes), as a proxy that
+        just started answers REGISTER with 503 until then; a proxy whose
+        pending peers are all not running is left (it goes on alone after
+        they time out)"""
+        def ok():
+            for d in self.procs:
+                if not _running(d):
+                    continue
+                try:
+                    ready, peers, out = self.sync_status(os.path.basename(d))
+                except (subprocess.TimeoutExpired, OSError):
+                    continue  # stopped (SIGSTOP) or not a Kamailio
+                if ready or "ready:" not in out:
+                    continue  # synced, or no sync (a stand-in, one proxy)
+                for peer, st in peers.items():
+                    if st == "pending" and _running(self.rundir(peer)):
+                        return False
+            return True
+        return wait_until(ok, timeout, 0.05)
+
+    def start_proxy(self, name, extra=(), check=True, tls_cfg=None, wait_sync=True):
         d = self.rundir(name)
         cmd = [PROXY, "start", "--cluster", self.file, "--name", name, "--dir", d]
         if tls_cfg:
@@ -260,6 +315,8 @@ class Cluster:
         if p.returncode == 0:
             _started.append(d)
             self.procs.append(d)
+            if wait_sync:
+                self.wait_synced()
         return p
 
     def stop_all(self):
@@ -630,6 +687,49 @@ class Endpoint:
                                              int(rp.group(1)) if rp else port))
         else:
             self.sock.sendall(text.encode())
+
+
+def jsonrpc(rundir, method, *params, timeout=30):
+    """an RPC through the proxy's JSON-RPC FIFO (rundir/rpc.fifo, what
+    sipcluster-proxy start sets up): no size limit on the answer, unlike
+    kamcmd's 128 KB; returns the "result" (raises on an "error")"""
+    import json
+    name = "sc_rpc_%d_%s" % (os.getpid(), uuid.uuid4().hex[:8])  # no dot: refused
+    path = os.path.join("/tmp", name)
+    os.mkfifo(path, 0o600)
+    try:
+        req = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params),
+                          "reply_name": name, "id": 1})
+        # the reader first: Kamailio opens the reply FIFO without blocking
+        rfd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = os.open(os.path.join(rundir, "rpc.fifo"), os.O_WRONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "w") as f:
+            f.write(req + "\n")
+        end = time.monotonic() + timeout
+        data = b""
+        try:
+            while time.monotonic() < end:
+                try:
+                    chunk = os.read(rfd, 1 << 16)
+                except BlockingIOError:
+                    chunk = None
+                if chunk:
+                    data += chunk
+                    try:
+                        ans = json.loads(data)
+                        break
+                    except ValueError:
+                        continue
+                time.sleep(0.01)
+            else:
+                raise RuntimeError("no JSON-RPC answer to %s within %s s" % (method, timeout))
+        finally:
+            os.close(rfd)
+    finally:
+        os.unlink(path)
+    if "error" in ans:
+        raise RuntimeError("%s: %s" % (method, ans["error"]))
+    return ans.get("result")
 
 
 def ul_dump(rundir):

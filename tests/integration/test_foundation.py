@@ -220,7 +220,7 @@ class TestStartAndReload(unittest.TestCase):
         os.symlink(CFG, os.path.join(d, "kamailio.cfg"))
         r = subprocess.run(["kamailio", "-f", os.path.join(d, "kamailio.cfg"), "-DD", "-E",
                             "-w", d, "-m", "32", "-A", 'CLUSTER_FILE="%s"' % self.c.file,
-                            "-A", 'SIPCLUSTER_SO="%s"' % MODULE,
+                            "-A", 'SIPCLUSTER_SO="%s"' % MODULE, "-A", "NO_PERSIST",
                             "-A", 'CTL_SOCKET="unix:%s/ctl"' % d],
                            capture_output=True, text=True, timeout=20)
         self.assertNotEqual(r.returncode, 0)
@@ -268,7 +268,7 @@ class TestStartAndReload(unittest.TestCase):
             ["kamailio", "-f", CFG, "-DD", "-E", "-w", d, "-m", "32",
              "-A", "LISTEN_ADDR=%s.50.1" % B, "-A", 'PROXY_NAME="ghost"',
              "-A", 'CLUSTER_FILE="%s"' % self.c.file, "-A", 'CTL_SOCKET="unix:%s/ctl"' % d,
-             "-A", 'SIPCLUSTER_SO="%s"' % MODULE, "-A", 'DMQ_SERVER="sip:%s.50.1:5060"' % B],
+             "-A", 'SIPCLUSTER_SO="%s"' % MODULE, "-A", "NO_PERSIST", "-A", 'DMQ_SERVER="sip:%s.50.1:5060"' % B],
             capture_output=True, text=True, timeout=30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("[40000] proxy 'ghost' is not found in the list", p.stderr)
@@ -277,7 +277,7 @@ class TestStartAndReload(unittest.TestCase):
             ["kamailio", "-f", CFG, "-DD", "-E", "-w", d, "-m", "32",
              "-A", "LISTEN_ADDR=%s.50.9" % B, "-A", 'PROXY_NAME="px"',
              "-A", 'CLUSTER_FILE="%s"' % self.c.file, "-A", 'CTL_SOCKET="unix:%s/ctl"' % d,
-             "-A", 'SIPCLUSTER_SO="%s"' % MODULE, "-A", 'DMQ_SERVER="sip:%s.50.9:5060"' % B],
+             "-A", 'SIPCLUSTER_SO="%s"' % MODULE, "-A", "NO_PERSIST", "-A", 'DMQ_SERVER="sip:%s.50.9:5060"' % B],
             capture_output=True, text=True, timeout=30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("[40000] proxy address (%s.50.1:5060) is not found in the list" % B,

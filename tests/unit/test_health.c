@@ -137,6 +137,69 @@ START_TEST(test_failover_to_backup_within_bound)
 }
 END_TEST
 
+/* a member alive/dead every 1.5 s (its partner dead): one alarm per
+ * interval, not one per outage; failover never picks a member whose last
+ * probe failed */
+START_TEST(test_flapping_alarms_debounced)
+{
+	unsigned int seq, held = 0;
+	long long t;
+	int downs = 0, alarms = 0, held_total = 0;
+
+	for(t = 0; t <= 60000; t += 100) {
+		int alive = (t / 1500) % 2 == 0;
+		int srv;
+		EV = 0;
+		srv = tick(P, t, &seq);
+		if(srv == 0 && alive)
+			answer(P, 0, seq, 200, t + 1);
+		if(EV & SC_EV_DOWN) {
+			downs++;
+			if(sc_health_alarm(P, t, 60000, &held))
+				alarms++;
+			else
+				held_total++;
+		}
+	}
+	ck_assert_msg(downs >= 5, "the pair went down %d times", downs);
+	ck_assert_int_eq(alarms, 1);
+	ck_assert_int_eq(held_total, downs - 1);
+	ck_assert_uint_eq(P->h.alarm_held, (unsigned)(downs - 1));
+	ck_assert_int_eq(P->h.alarm_quiet, 1);
+	/* after the interval the next one is logged, with the count held */
+	ck_assert_int_eq(sc_health_alarm(P, 60000 + 60000, 60000, &held), 1);
+	ck_assert_uint_eq(held, (unsigned)(downs - 1));
+	ck_assert_int_eq(P->h.alarm_quiet, 0);
+	/* interval 0: every outage is an alarm */
+	ck_assert_int_eq(sc_health_alarm(P, 120001, 0, &held), 1);
+	ck_assert_int_eq(sc_health_alarm(P, 120002, 0, &held), 1);
+	ck_assert_uint_eq(held, 0);
+}
+END_TEST
+
+START_TEST(test_last_probe_failed_excludes_member)
+{
+	sc_server_t *b = P->srv[1];
+
+	b->h.fails = 1;
+	b->h.last_answer = 1000;
+	b->h.last_fail = 2000;
+	b->h.last_code = SC_CODE_TIMEOUT;
+	/* within the window, its edge included (a member probed every
+	 * 2 x oos_force in force mode stays out between two probes) */
+	ck_assert_int_eq(sc_srv_recently_failed(b, 3000, 4000), 1);
+	ck_assert_int_eq(sc_srv_recently_failed(b, 6000, 4000), 1);
+	/* long ago: tried again (a silent backup may have become active) */
+	ck_assert_int_eq(sc_srv_recently_failed(b, 6001, 4000), 0);
+	/* window 0: whenever */
+	ck_assert_int_eq(sc_srv_recently_failed(b, 10000000, 0), 1);
+	/* answered since */
+	b->h.last_code = 200;
+	b->h.last_answer = 2500;
+	ck_assert_int_eq(sc_srv_recently_failed(b, 3000, 4000), 0);
+}
+END_TEST
+
 START_TEST(test_both_silent_then_primary_returns)
 {
 	unsigned int seq;
@@ -443,6 +506,8 @@ Suite *health_suite(void)
 	tcase_add_test(tc, test_admin_pair_forced_in_service);
 	tcase_add_test(tc, test_admin_force_member);
 	tcase_add_test(tc, test_admin_member_out);
+	tcase_add_test(tc, test_flapping_alarms_debounced);
+	tcase_add_test(tc, test_last_probe_failed_excludes_member);
 	suite_add_tcase(s, tc);
 	return s;
 }

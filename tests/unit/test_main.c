@@ -8,6 +8,7 @@ Suite *topo_suite(void);
 Suite *health_suite(void);
 Suite *select_suite(void);
 Suite *codec_suite(void);
+Suite *sync_suite(void);
 
 int main(void)
 {
@@ -18,6 +19,7 @@ int main(void)
 	srunner_add_suite(sr, health_suite());
 	srunner_add_suite(sr, select_suite());
 	srunner_add_suite(sr, codec_suite());
+	srunner_add_suite(sr, sync_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
