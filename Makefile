@@ -10,6 +10,8 @@
 #   make docs       the module README from its docbook (modules/sipcluster/doc)
 #   make bench      benchmarks (docs/benchmarks.md)
 #   make fuzz       libFuzzer targets, FUZZ_S seconds each (default 60)
+#   make chaos      fault injection (partition, kill, full restart, flapping,
+#                   reloads, soak) with figures; CHAOS_ARGS=--quick shortens
 
 KSRC ?= $(CURDIR)/build/ksrc
 MODDIR_SRC := modules/sipcluster
@@ -24,7 +26,7 @@ DOCDIR ?= /usr/share/doc/sipcluster
 KDOCDIR ?= /usr/share/doc/kamailio/modules
 
 .PHONY: all module deps test unit integration lab lab-stop lab-status \
-	install uninstall clean distclean bench fuzz deb docs
+	install uninstall clean distclean bench fuzz deb docs chaos
 
 all: module
 
@@ -87,6 +89,9 @@ docs:
 
 bench: module
 	python3 bench/bench.py
+
+chaos: module
+	python3 tests/chaos/chaos.py $(CHAOS_ARGS)
 
 FUZZ_S ?= 60
 fuzz:
