@@ -5,6 +5,7 @@
 #                   the installed kamailio binary)
 #   make test       unit (Check) + integration (real Kamailio, SIPp) tests
 #   make lab        two data centers on loopback; make lab-stop stops it
+#                   (LAB_ARGS=--shared-db: registrations in a PostgreSQL)
 #   make install    DESTDIR=... honoured
 #   make deb        the Debian package kamailio-sipcluster-modules (build/deb/)
 #   make docs       the module README from its docbook (modules/sipcluster/doc)
@@ -51,7 +52,7 @@ integration: module
 	python3 tests/run.py --integration-only
 
 lab: module
-	scripts/lab/lab start
+	scripts/lab/lab start $(LAB_ARGS)
 
 lab-stop:
 	scripts/lab/lab stop

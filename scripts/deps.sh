@@ -9,6 +9,7 @@ BUILD="$TOP/build"
 PKGS="kamailio sip-tester check pkg-config libxml2-dev libxml2-utils dpkg-dev
 	gcc make python3 procps iproute2 nftables clang libclang-rt-14-dev
 	kamailio-tls-modules kamailio-lua-modules kamailio-sqlite-modules sqlite3
+	kamailio-postgres-modules postgresql
 	openssl baresip-core xsltproc docbook-xsl docbook-xml lynx
 	debhelper lintian man-db git"
 SRCLIST=/etc/apt/sources.list.d/sipcluster-deb-src.sources
