@@ -5,8 +5,10 @@ proxy is used by another; a restart of every proxy loses nothing; an
 unregister removes the row."""
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -31,7 +33,9 @@ class TestSharedDatabase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = c = Cluster("shareddb", doc())
-        cls.pgdir = os.path.join(c.dir, "pg")
+        # PostgreSQL runs as the postgres user: its directory must be
+        # reachable by it (a clone under /root is not)
+        cls.pgdir = tempfile.mkdtemp(prefix="sipcluster-pg-", dir="/tmp")
         p = subprocess.run([os.path.join(LAB, "pg"), "start", "--dir", cls.pgdir,
                             "--addr", PG], capture_output=True, text=True, timeout=90)
         if p.returncode != 0:
@@ -50,6 +54,7 @@ class TestSharedDatabase(unittest.TestCase):
         cls.c.stop_all()
         subprocess.run([os.path.join(LAB, "pg"), "stop", "--dir", cls.pgdir],
                        capture_output=True, timeout=60)
+        shutil.rmtree(cls.pgdir, ignore_errors=True)
 
     def rows(self, user):
         bins = sorted(os.listdir(PG_BIN))[-1]
