@@ -45,6 +45,7 @@
 #include "../../core/qvalue.h"
 #include "../../core/ip_addr.h"
 #include "../../core/parser/msg_parser.h"
+#include "../../core/parser/parse_uri.h"
 #include "../../core/parser/parse_content.h"
 #include "../../core/utils/srjson.h"
 #include "../../modules/usrloc/usrloc.h"
@@ -359,24 +360,27 @@ static int sc_sync_noop_reply(
 	return 0;
 }
 
-/* send body to the peer at uri; reply callback f(param) */
+/* send body to the peer at uri; reply callback f(param). The node is
+ * built from the document's URI, not looked up in DMQ's node list: DMQ
+ * drops a peer from its list after failed requests (a partition) and
+ * learns it again only at its next ping, while the sync must reach the
+ * peer the moment it is back. */
 static int sc_sync_send(const char *uri, str *body,
 		int (*f)(struct sip_msg *, int, dmq_node_t *, void *), void *param)
 {
-	dmq_node_t *node;
+	dmq_node_t node;
 	dmq_resp_cback_t cb;
-	str u;
 
-	u.s = (char *)uri;
-	u.len = strlen(uri);
-	node = sc_dmq.find_dmq_node_uri(&u);
-	if(node == NULL) {
-		LM_DBG("no DMQ node for %s (yet)\n", uri);
+	memset(&node, 0, sizeof(node));
+	node.orig_uri.s = (char *)uri;
+	node.orig_uri.len = strlen(uri);
+	if(parse_uri(node.orig_uri.s, node.orig_uri.len, &node.uri) < 0) {
+		LM_ERR("bad URI of a sync peer: %s\n", uri);
 		return -1;
 	}
 	cb.f = f;
 	cb.param = param;
-	return sc_dmq.send_message(sc_dmq_peer, body, node, &cb, 1, &sc_ct_json);
+	return sc_dmq.send_message(sc_dmq_peer, body, &node, &cb, 1, &sc_ct_json);
 }
 
 static const char *sc_self_name(char *buf, int len)
