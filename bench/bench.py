@@ -201,6 +201,9 @@ class System:
             # the shipped default: bindings written back to a SQLite file
             os.makedirs(d, exist_ok=True)
             defines.append(harness.make_location_db(os.path.join(d, "location.sqlite")))
+            # one SIPp address sends all the load: pike (per-source rate
+            # limit for outsiders, on in the shipped cfg) would block it
+            defines.append("NO_PIKE")
             defines += ['PROXY_NAME="p%d"' % i, 'CLUSTER_FILE="%s"' % self.doc,
                         'SIPCLUSTER_SO="%s"' % MODULE, "OOS_CHECK=%d" % self.timers,
                         "OOS_FORCE=%d" % self.timers, "MAX_CONTACTS=0",
@@ -533,7 +536,13 @@ How each figure is taken:
    dead member.
 4. Scale: %d bindings registered through one of 2 proxies; shm growth of the
    replica divided by the bindings it holds; then the replica is restarted
-   and timed until it holds them all again (dmq_usrloc sync, batches of 50).
+   with an empty registration database and timed until it holds them all
+   again (baseline: dmq_usrloc's full sync, batches of 50; sipcluster: its
+   own start-up sync, ordered by version, which dmq_usrloc's unordered full
+   sync would undo - every binding it applies is re-broadcast by
+   dmq_usrloc's usrloc callback, which is what makes it slower: target
+   missed, 15.4 s for 100,000; turning dmq_usrloc's sync on as well gave
+   11.7 s and exhausted the donor's shm).
 5. Selection: `bench/bench_select` over the module's own selection code;
    sipcluster picks from a precomputed SWRR cycle, the baseline column shows
    the classic O(n) SWRR step for reference.
