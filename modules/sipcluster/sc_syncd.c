@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "../../core/dprint.h"
+#include "../../core/sr_module.h"
 #include "../../core/mem/shm.h"
 #include "../../core/mem/pkg.h"
 #include "../../core/locking.h"
@@ -103,6 +104,7 @@ typedef struct sc_sync_job
 	unsigned int id;
 	long long cut;
 	int margin;
+	long long n; /* bindings in the peer's digest */
 	uint64_t d[SC_SYNC_NB];
 	unsigned char bm[SC_SYNC_BITMAP];
 } sc_sync_job_t;
@@ -479,14 +481,44 @@ typedef struct sc_batch
 	const char *uri;
 	const char *self;
 	int started;
+	int bulk; /* dmq_usrloc's own format, to its DMQ peer "usrloc" */
 } sc_batch_t;
+
+/* dmq_usrloc's DMQ peer, by name: what it applies it does not broadcast
+ * again (its usrloc callback skips what it received), unlike a binding
+ * the sync inserts through usrloc itself */
+static dmq_peer_t sc_ul_peer;
+#define SC_DMQ_UL_UPDATE 1 /* dmq_usrloc's DMQ_UPDATE */
 
 static void sc_batch_flush(sc_batch_t *b)
 {
 	if(!b->started)
 		return;
 	if(b->count > 0) {
-		if(sc_json_send(b->uri, &b->doc, sc_sync_noop_reply, NULL) < 0)
+		int r;
+		if(b->bulk) {
+			str body;
+			body.s = srjson_PrintUnformatted(&b->doc, b->doc.root);
+			r = -1;
+			if(body.s) {
+				dmq_node_t node;
+				dmq_resp_cback_t cb;
+				body.len = strlen(body.s);
+				memset(&node, 0, sizeof(node));
+				node.orig_uri.s = (char *)b->uri;
+				node.orig_uri.len = strlen(b->uri);
+				cb.f = sc_sync_noop_reply;
+				cb.param = NULL;
+				if(parse_uri(node.orig_uri.s, node.orig_uri.len, &node.uri)
+						== 0)
+					r = sc_dmq.send_message(
+							&sc_ul_peer, &body, &node, &cb, 1, &sc_ct_json);
+				b->doc.free_fn(body.s);
+			}
+		} else {
+			r = sc_json_send(b->uri, &b->doc, sc_sync_noop_reply, NULL);
+		}
+		if(r < 0)
 			LM_WARN("could not send %d records to %s\n", b->count, b->uri);
 		else
 			update_stat(sc_st_sync_sent, b->count);
@@ -501,6 +533,18 @@ static int sc_batch_begin(sc_batch_t *b)
 {
 	if(b->started)
 		return 0;
+	if(b->bulk) {
+		srjson_InitDoc(&b->doc, NULL);
+		b->doc.root = srjson_CreateObject(&b->doc);
+		if(b->doc.root == NULL)
+			return -1;
+		b->r = srjson_CreateArray(&b->doc);
+		b->x = NULL;
+		srjson_AddItemToObject(&b->doc, b->doc.root, "multi", b->r);
+		b->started = 1;
+		b->size = 64;
+		return 0;
+	}
 	if(sc_json_start(&b->doc, "rec", b->self, 0) == NULL)
 		return -1;
 	b->r = srjson_CreateArray(&b->doc);
@@ -586,6 +630,34 @@ static void sc_batch_contact(sc_batch_t *b, const sc_rcopy_t *c)
 	if(sc_batch_begin(b) < 0)
 		return;
 	o = srjson_CreateObject(&b->doc);
+	if(b->bulk) {
+		sc_jnum(&b->doc, o, "action", SC_DMQ_UL_UPDATE);
+		sc_jstr(&b->doc, o, "aor", &c->aor);
+		sc_jstr(&b->doc, o, "ruid", &c->ruid);
+		sc_jstr(&b->doc, o, "c", &c->c);
+		sc_jstr(&b->doc, o, "received", &c->received);
+		sc_jstr(&b->doc, o, "path", &c->path);
+		sc_jstr(&b->doc, o, "callid", &c->callid);
+		sc_jstr(&b->doc, o, "user_agent", &c->ua);
+		sc_jstr(&b->doc, o, "instance", &c->instance);
+		sc_jnum(&b->doc, o, "expires", (double)c->expires);
+		sc_jnum(&b->doc, o, "cseq", c->cseq);
+		sc_jnum(&b->doc, o, "flags", c->flags);
+		sc_jnum(&b->doc, o, "cflags", c->cflags);
+		sc_jnum(&b->doc, o, "q", c->q);
+		sc_jnum(&b->doc, o, "last_modified", (double)c->lm);
+		sc_jnum(&b->doc, o, "methods", c->methods);
+		sc_jnum(&b->doc, o, "reg_id", c->reg_id);
+		sc_jnum(&b->doc, o, "server_id", c->server_id);
+		srjson_AddItemToArray(&b->doc, b->r, o);
+		b->count++;
+		b->total++;
+		b->size += 260 + c->aor.len + c->c.len + c->ruid.len + c->received.len
+				   + c->path.len + c->callid.len + c->ua.len + c->instance.len;
+		if(b->size >= sc_sync_batch)
+			sc_batch_flush(b);
+		return;
+	}
 	sc_jstr(&b->doc, o, "a", &c->aor);
 	sc_jstr(&b->doc, o, "c", &c->c);
 	sc_jstr(&b->doc, o, "u", &c->ruid);
@@ -677,7 +749,7 @@ done:
 }
 
 /* send our bindings and tombstones of the buckets in bm to the peer */
-static int sc_sync_push(const char *uri, const unsigned char *bm)
+static int sc_sync_push(const char *uri, const unsigned char *bm, int bulk)
 {
 	sc_batch_t b;
 	char self[SC_NAME_MAX + 1];
@@ -690,6 +762,10 @@ static int sc_sync_push(const char *uri, const unsigned char *bm)
 
 	memset(&b, 0, sizeof(b));
 	b.uri = uri;
+	/* a peer that holds nothing yet gets the bindings in dmq_usrloc's
+	 * format: applied without being broadcast again (no version to
+	 * protect there) */
+	b.bulk = bulk && sc_ul_peer.peer_id.len > 0;
 	b.self = sc_self_name(self, sizeof(self));
 	/* a bucket is the aorhash modulo SC_SYNC_NB; a slot the aorhash
 	 * modulo the table size: walk the slots that hold the bucket */
@@ -719,6 +795,11 @@ static int sc_sync_push(const char *uri, const unsigned char *bm)
 			sc_batch_contact(&b, rc);
 			pkg_free(rc);
 		}
+	}
+	if(b.bulk) {
+		/* the tombstones in the sync's own format */
+		sc_batch_flush(&b);
+		b.bulk = 0;
 	}
 	tc = sc_tombs_copy(bm);
 	for(; tc; tc = n) {
@@ -882,7 +963,7 @@ static void sc_sync_job_run(sc_sync_job_t *j)
 		n = 0;
 		if(diff > 0) {
 			/* ours of the buckets that differ, then ask for theirs */
-			n = sc_sync_push(uri, bm);
+			n = sc_sync_push(uri, bm, j->n == 0);
 			sc_sync_send_pull(uri, j->id, bm);
 			LM_INFO("sync with %s: %d of %d buckets differ, sent %d "
 					"records\n",
@@ -900,7 +981,7 @@ static void sc_sync_job_run(sc_sync_job_t *j)
 		if(diff > 0)
 			update_stat(sc_st_sync_repairs, 1);
 	} else if(j->op == SC_JOB_PULL) {
-		n = sc_sync_push(uri, j->bm);
+		n = sc_sync_push(uri, j->bm, 0);
 		lock_get(&sc_sy->lock);
 		if((p = sc_sync_peer(j->peer)) != NULL)
 			p->rec_out += n;
@@ -1319,6 +1400,7 @@ static int sc_sync_dmq_cb(
 		if(op.s[0] == 'd') {
 			job->op = SC_JOB_DIGEST;
 			job->cut = sc_jgetnum(&doc, doc.root, "cut");
+			job->n = sc_jgetnum(&doc, doc.root, "n");
 			job->margin = (int)sc_jgetnum(&doc, doc.root, "margin");
 			if(sc_jgetstr(&doc, doc.root, "d", &s) < 0
 					|| sc_digest_unhex(s.s, s.len, job->d) < 0)
@@ -1408,6 +1490,12 @@ int sc_sync_init(void *ul_api, void *dom)
 	peer.peer_id.s = "sipcluster";
 	peer.peer_id.len = 10;
 	sc_dmq_peer = sc_dmq.register_dmq_peer(&peer);
+	memset(&sc_ul_peer, 0, sizeof(sc_ul_peer));
+	if(find_module_by_name("dmq_usrloc") != NULL) {
+		sc_ul_peer.peer_id.s = "usrloc";
+		sc_ul_peer.peer_id.len = 6;
+		sc_ul_peer.description = sc_ul_peer.peer_id;
+	}
 	if(sc_dmq_peer == NULL) {
 		LM_ERR("cannot register the DMQ peer 'sipcluster'\n");
 		return -1;
