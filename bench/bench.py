@@ -538,11 +538,8 @@ How each figure is taken:
    replica divided by the bindings it holds; then the replica is restarted
    with an empty registration database and timed until it holds them all
    again (baseline: dmq_usrloc's full sync, batches of 50; sipcluster: its
-   own start-up sync, ordered by version, which dmq_usrloc's unordered full
-   sync would undo - every binding it applies is re-broadcast by
-   dmq_usrloc's usrloc callback, which is what makes it slower: target
-   missed, 15.4 s for 100,000; turning dmq_usrloc's sync on as well gave
-   11.7 s and exhausted the donor's shm).
+   own start-up sync, which sends a peer that holds nothing yet its
+   bindings in dmq_usrloc's format, applied without being broadcast again).
 5. Selection: `bench/bench_select` over the module's own selection code;
    sipcluster picks from a precomputed SWRR cycle, the baseline column shows
    the classic O(n) SWRR step for reference.
