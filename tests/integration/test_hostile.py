@@ -81,7 +81,7 @@ class Attack:
         return "\r\n".join(h + ["Content-Length: %d" % len(body), "", ""]) + body
 
     def truncated(self):
-        m = self.valid(body="v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\n")
+        m = self.valid(body="v=0\r\no=- 1 1 IN IP4 127.26.9.99\r\n")
         return m[:self.r.randint(1, len(m) - 1)]
 
     def bad_clen(self):
@@ -259,7 +259,7 @@ class TestHostileTraffic(unittest.TestCase):
                 s.close()
                 continue
             if i >= n_idle:  # half a request, then nothing
-                s.send(b"INVITE sip:x@sipcluster.test SIP/2.0\r\nVia: SIP/2.0/TCP 1.2.3.4")
+                s.send(b"INVITE sip:x@sipcluster.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.26.9.99")
             conns.append(s)
         return conns
 

@@ -150,7 +150,7 @@ class TestNoRelay(unittest.TestCase):
         self.assertNotIn("pathuser", ul_dump(self.c.rundir("p1")))
         # from the listed SBC, with Supported: path: kept after ours
         sbc = Endpoint(SBC, P1, "sbcuser", src_port=5060, extra_headers=[
-            "Path: <sip:%s:5060;lr;received=sip:10.0.0.5:5062>" % SBC, "Supported: path"])
+            "Path: <sip:%s:5060;lr;received=sip:127.25.99.5:5062>" % SBC, "Supported: path"])
         self.assertEqual(reply_code(sbc.register(600)), 200)
         b = wait_until(lambda: ul_dump(self.c.rundir("p2")).get("sbcuser"), 2)
         self.assertTrue(b)
@@ -233,7 +233,7 @@ class TestNoRelay(unittest.TestCase):
 
     def test_06_unregister_is_not_a_refresh(self):
         ep = self.reg_ep("unreg1")
-        other = "<sip:unreg1@10.9.9.9:5070>;expires=3600"
+        other = "<sip:unreg1@127.25.99.9:5070>;expires=3600"
         for n in ("a1", "a2"):
             kamcmd(self.c.rundir(n), "pv.shvSet", "reg_contact", "str", other)
         r = ep._register_once(0)
@@ -470,7 +470,7 @@ class TestNoRelay(unittest.TestCase):
             s.bind((B + ".9.79", 0))
             s.connect(P3)
             if i % 2:
-                s.send(b"INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP 1.2.3.4")
+                s.send(b"INVITE sip:x@y SIP/2.0\r\nVia: SIP/2.0/TCP 127.25.99.4")
             conns[s.fileno()] = (i, s)
         t0 = time.monotonic()
         closed = {}

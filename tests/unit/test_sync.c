@@ -133,7 +133,7 @@ START_TEST(t_tombs)
 	sc_tombs_t *t = sc_tombs_new(3);
 	sc_tver_t v1 = tver(100, 3, "cid"), v2 = tver(120, 4, "cid-longer");
 	sc_tomb_t *e;
-	str aor = S("alice@x"), c1 = S("sip:a@1.2.3.4"), c2 = S("sip:a@5.6.7.8");
+	str aor = S("alice@x"), c1 = S("sip:a@127.1.2.3"), c2 = S("sip:a@127.5.6.7");
 
 	ck_assert_ptr_nonnull(t);
 	ck_assert_ptr_null(sc_tombs_get(t, 7, &aor, &c1));
@@ -178,7 +178,7 @@ START_TEST(t_digest)
 	unsigned char bm[SC_SYNC_BITMAP];
 	static char hex[SC_DIGEST_HEX_LEN];
 	static uint64_t back[SC_SYNC_NB];
-	str aor = S("bob@x"), c = S("sip:bob@10.0.0.1");
+	str aor = S("bob@x"), c = S("sip:bob@127.0.0.1");
 	sc_bver_t v = ver(100, 1, 3700, "k"), v2 = ver(100, 2, 3700, "k");
 	sc_bver_t recent = ver(200, 1, 3800, "k"), soon = ver(100, 1, 160, "k");
 
