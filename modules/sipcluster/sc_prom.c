@@ -81,6 +81,12 @@ static int sc_prom_bind(void)
 	return 0;
 }
 
+static void sc_cstr(str *s, const char *c)
+{
+	s->s = (char *)c;
+	s->len = strlen(c);
+}
+
 static void sc_set2(sip_msg_t *msg, const char *metric, double v,
 		const char *l1, const char *l2)
 {
@@ -88,14 +94,10 @@ static void sc_set2(sip_msg_t *msg, const char *metric, double v,
 	str n, val, a, b;
 
 	snprintf(num, sizeof(num), "%.0f", v);
-	n.s = (char *)metric;
-	n.len = strlen(metric);
-	val.s = num;
-	val.len = strlen(num);
-	a.s = (char *)l1;
-	a.len = strlen(l1);
-	b.s = (char *)l2;
-	b.len = strlen(l2);
+	sc_cstr(&n, metric);
+	sc_cstr(&val, num);
+	sc_cstr(&a, l1);
+	sc_cstr(&b, l2);
 	sc_g2(msg, &n, &val, &a, &b);
 }
 
@@ -106,16 +108,11 @@ static void sc_set3(sip_msg_t *msg, const char *metric, double v,
 	str n, val, a, b, c;
 
 	snprintf(num, sizeof(num), "%.0f", v);
-	n.s = (char *)metric;
-	n.len = strlen(metric);
-	val.s = num;
-	val.len = strlen(num);
-	a.s = (char *)l1;
-	a.len = strlen(l1);
-	b.s = (char *)l2;
-	b.len = strlen(l2);
-	c.s = (char *)l3;
-	c.len = strlen(l3);
+	sc_cstr(&n, metric);
+	sc_cstr(&val, num);
+	sc_cstr(&a, l1);
+	sc_cstr(&b, l2);
+	sc_cstr(&c, l3);
 	sc_g3(msg, &n, &val, &a, &b, &c);
 }
 

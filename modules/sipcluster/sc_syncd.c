@@ -367,7 +367,7 @@ static int sc_sync_noop_reply(
  * drops a peer from its list after failed requests (a partition) and
  * learns it again only at its next ping, while the sync must reach the
  * peer the moment it is back. */
-static int sc_sync_send(const char *uri, str *body,
+static int sc_sync_send(dmq_peer_t *peer, const char *uri, str *body,
 		int (*f)(struct sip_msg *, int, dmq_node_t *, void *), void *param)
 {
 	dmq_node_t node;
@@ -382,7 +382,7 @@ static int sc_sync_send(const char *uri, str *body,
 	}
 	cb.f = f;
 	cb.param = param;
-	return sc_dmq.send_message(sc_dmq_peer, body, &node, &cb, 1, &sc_ct_json);
+	return sc_dmq.send_message(peer, body, &node, &cb, 1, &sc_ct_json);
 }
 
 static const char *sc_self_name(char *buf, int len)
@@ -395,7 +395,7 @@ static const char *sc_self_name(char *buf, int len)
 	return buf;
 }
 
-static int sc_json_send(const char *uri, srjson_doc_t *doc,
+static int sc_json_send_to(dmq_peer_t *peer, const char *uri, srjson_doc_t *doc,
 		int (*f)(struct sip_msg *, int, dmq_node_t *, void *), void *param)
 {
 	str body;
@@ -407,9 +407,15 @@ static int sc_json_send(const char *uri, srjson_doc_t *doc,
 		return -1;
 	}
 	body.len = strlen(body.s);
-	r = sc_sync_send(uri, &body, f, param);
+	r = sc_sync_send(peer, uri, &body, f, param);
 	doc->free_fn(body.s);
 	return r;
+}
+
+static int sc_json_send(const char *uri, srjson_doc_t *doc,
+		int (*f)(struct sip_msg *, int, dmq_node_t *, void *), void *param)
+{
+	return sc_json_send_to(sc_dmq_peer, uri, doc, f, param);
 }
 
 static srjson_t *sc_json_start(
@@ -495,29 +501,8 @@ static void sc_batch_flush(sc_batch_t *b)
 	if(!b->started)
 		return;
 	if(b->count > 0) {
-		int r;
-		if(b->bulk) {
-			str body;
-			body.s = srjson_PrintUnformatted(&b->doc, b->doc.root);
-			r = -1;
-			if(body.s) {
-				dmq_node_t node;
-				dmq_resp_cback_t cb;
-				body.len = strlen(body.s);
-				memset(&node, 0, sizeof(node));
-				node.orig_uri.s = (char *)b->uri;
-				node.orig_uri.len = strlen(b->uri);
-				cb.f = sc_sync_noop_reply;
-				cb.param = NULL;
-				if(parse_uri(node.orig_uri.s, node.orig_uri.len, &node.uri)
-						== 0)
-					r = sc_dmq.send_message(
-							&sc_ul_peer, &body, &node, &cb, 1, &sc_ct_json);
-				b->doc.free_fn(body.s);
-			}
-		} else {
-			r = sc_json_send(b->uri, &b->doc, sc_sync_noop_reply, NULL);
-		}
+		int r = sc_json_send_to(b->bulk ? &sc_ul_peer : sc_dmq_peer, b->uri,
+				&b->doc, sc_sync_noop_reply, NULL);
 		if(r < 0)
 			LM_WARN("could not send %d records to %s\n", b->count, b->uri);
 		else
@@ -630,57 +615,33 @@ static void sc_batch_contact(sc_batch_t *b, const sc_rcopy_t *c)
 	if(sc_batch_begin(b) < 0)
 		return;
 	o = srjson_CreateObject(&b->doc);
-	if(b->bulk) {
+	/* dmq_usrloc's field names: the same object serves its own messages
+	 * (bulk, with its action) and the sync's */
+	if(b->bulk)
 		sc_jnum(&b->doc, o, "action", SC_DMQ_UL_UPDATE);
-		sc_jstr(&b->doc, o, "aor", &c->aor);
-		sc_jstr(&b->doc, o, "ruid", &c->ruid);
-		sc_jstr(&b->doc, o, "c", &c->c);
-		sc_jstr(&b->doc, o, "received", &c->received);
-		sc_jstr(&b->doc, o, "path", &c->path);
-		sc_jstr(&b->doc, o, "callid", &c->callid);
-		sc_jstr(&b->doc, o, "user_agent", &c->ua);
-		sc_jstr(&b->doc, o, "instance", &c->instance);
-		sc_jnum(&b->doc, o, "expires", (double)c->expires);
-		sc_jnum(&b->doc, o, "cseq", c->cseq);
-		sc_jnum(&b->doc, o, "flags", c->flags);
-		sc_jnum(&b->doc, o, "cflags", c->cflags);
-		sc_jnum(&b->doc, o, "q", c->q);
-		sc_jnum(&b->doc, o, "last_modified", (double)c->lm);
-		sc_jnum(&b->doc, o, "methods", c->methods);
-		sc_jnum(&b->doc, o, "reg_id", c->reg_id);
-		sc_jnum(&b->doc, o, "server_id", c->server_id);
-		srjson_AddItemToArray(&b->doc, b->r, o);
-		b->count++;
-		b->total++;
-		b->size += 260 + c->aor.len + c->c.len + c->ruid.len + c->received.len
-				   + c->path.len + c->callid.len + c->ua.len + c->instance.len;
-		if(b->size >= sc_sync_batch)
-			sc_batch_flush(b);
-		return;
-	}
-	sc_jstr(&b->doc, o, "a", &c->aor);
+	sc_jstr(&b->doc, o, "aor", &c->aor);
+	sc_jstr(&b->doc, o, "ruid", &c->ruid);
 	sc_jstr(&b->doc, o, "c", &c->c);
-	sc_jstr(&b->doc, o, "u", &c->ruid);
-	sc_jstr(&b->doc, o, "rc", &c->received);
-	sc_jstr(&b->doc, o, "p", &c->path);
-	sc_jstr(&b->doc, o, "ci", &c->callid);
-	sc_jstr(&b->doc, o, "ua", &c->ua);
-	sc_jstr(&b->doc, o, "in", &c->instance);
-	sc_jnum(&b->doc, o, "cs", c->cseq);
-	sc_jnum(&b->doc, o, "e", (double)c->expires);
-	sc_jnum(&b->doc, o, "lm", (double)c->lm);
+	sc_jstr(&b->doc, o, "received", &c->received);
+	sc_jstr(&b->doc, o, "path", &c->path);
+	sc_jstr(&b->doc, o, "callid", &c->callid);
+	sc_jstr(&b->doc, o, "user_agent", &c->ua);
+	sc_jstr(&b->doc, o, "instance", &c->instance);
+	sc_jnum(&b->doc, o, "expires", (double)c->expires);
+	sc_jnum(&b->doc, o, "cseq", c->cseq);
+	sc_jnum(&b->doc, o, "flags", c->flags);
+	sc_jnum(&b->doc, o, "cflags", c->cflags);
 	sc_jnum(&b->doc, o, "q", c->q);
-	sc_jnum(&b->doc, o, "f", c->flags);
-	sc_jnum(&b->doc, o, "cf", c->cflags);
-	sc_jnum(&b->doc, o, "m", c->methods);
-	sc_jnum(&b->doc, o, "ri", c->reg_id);
-	sc_jnum(&b->doc, o, "sid", c->server_id);
+	sc_jnum(&b->doc, o, "last_modified", (double)c->lm);
+	sc_jnum(&b->doc, o, "methods", c->methods);
+	sc_jnum(&b->doc, o, "reg_id", c->reg_id);
+	sc_jnum(&b->doc, o, "server_id", c->server_id);
 	srjson_AddItemToArray(&b->doc, b->r, o);
 	b->count++;
 	b->total++;
 	/* what the JSON will take: the strings (escaping aside) and the keys
 	 * and numbers */
-	b->size += 200 + c->aor.len + c->c.len + c->ruid.len + c->received.len
+	b->size += 260 + c->aor.len + c->c.len + c->ruid.len + c->received.len
 			   + c->path.len + c->callid.len + c->ua.len + c->instance.len;
 	if(b->size >= sc_sync_batch)
 		sc_batch_flush(b);
@@ -1039,6 +1000,9 @@ void sc_sync_utimer(unsigned int ticks, void *param)
 	lock_get(&sc_sy->lock);
 	sc_sync_peers_refresh();
 	lock_release(&sc_sy->lock);
+	/* a digest serves every peer and job of this tick, never a later one:
+	 * merges in the DMQ workers change what a cut covers */
+	sc_cache_valid = 0;
 
 	/* what peers asked for */
 	while(sc_sync_job_pop(job))
@@ -1158,18 +1122,18 @@ static int sc_apply_binding(srjson_doc_t *d, srjson_t *o, long long now)
 	int res, dec;
 	unsigned int h;
 
-	if(sc_jgetstr(d, o, "a", &aor) < 0 || aor.len == 0
+	if(sc_jgetstr(d, o, "aor", &aor) < 0 || aor.len == 0
 			|| sc_jgetstr(d, o, "c", &c) < 0 || c.len == 0)
 		return -1;
-	sc_jgetstr(d, o, "u", &ruid);
-	sc_jgetstr(d, o, "rc", &rcv);
-	sc_jgetstr(d, o, "p", &path);
-	sc_jgetstr(d, o, "ci", &callid);
-	sc_jgetstr(d, o, "ua", &ua);
-	sc_jgetstr(d, o, "in", &inst);
-	in.lm = sc_jgetnum(d, o, "lm");
-	in.cseq = (int)sc_jgetnum(d, o, "cs");
-	in.expires = sc_jgetnum(d, o, "e");
+	sc_jgetstr(d, o, "ruid", &ruid);
+	sc_jgetstr(d, o, "received", &rcv);
+	sc_jgetstr(d, o, "path", &path);
+	sc_jgetstr(d, o, "callid", &callid);
+	sc_jgetstr(d, o, "user_agent", &ua);
+	sc_jgetstr(d, o, "instance", &inst);
+	in.lm = sc_jgetnum(d, o, "last_modified");
+	in.cseq = (int)sc_jgetnum(d, o, "cseq");
+	in.expires = sc_jgetnum(d, o, "expires");
 	in.callid = callid;
 	if(in.expires != 0 && in.expires <= now)
 		return 0;
@@ -1202,14 +1166,14 @@ static int sc_apply_binding(srjson_doc_t *d, srjson_t *o, long long now)
 	ci.q = (qvalue_t)sc_jgetnum(d, o, "q");
 	ci.callid = &callid;
 	ci.cseq = in.cseq;
-	ci.flags = (unsigned int)sc_jgetnum(d, o, "f");
-	ci.cflags = (unsigned int)sc_jgetnum(d, o, "cf");
+	ci.flags = (unsigned int)sc_jgetnum(d, o, "flags");
+	ci.cflags = (unsigned int)sc_jgetnum(d, o, "cflags");
 	ci.user_agent = &ua;
 	ci.sock = NULL;
-	ci.methods = (unsigned int)sc_jgetnum(d, o, "m");
+	ci.methods = (unsigned int)sc_jgetnum(d, o, "methods");
 	ci.instance = inst;
-	ci.reg_id = (unsigned int)sc_jgetnum(d, o, "ri");
-	ci.server_id = (int)sc_jgetnum(d, o, "sid");
+	ci.reg_id = (unsigned int)sc_jgetnum(d, o, "reg_id");
+	ci.server_id = (int)sc_jgetnum(d, o, "server_id");
 	ci.tcpconn_id = -1;
 	ci.last_modified = (time_t)in.lm;
 	if(res > 0) {
