@@ -26,6 +26,9 @@
 /* Record-Route parameters */
 #define SC_RR_PARAM "scp"	/* pinned pair: scp=<pair>[~<16 hex MAC>] */
 #define SC_FLOW_PARAM "scf" /* the endpoint's flow: scf=<escaped URI> */
+/* the server-id of the proxy that wrote a Record-Route naming its
+ * geo-location's rr-host (it holds the endpoint's flow): sch=<1-255> */
+#define SC_HOLDER_PARAM "sch"
 
 #define SC_KEY_LEN 16
 #define SC_MAC_HEX 16

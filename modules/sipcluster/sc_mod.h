@@ -49,6 +49,7 @@ extern str sc_ping_from;
 extern int sc_ping_tick;
 extern str sc_event_route_name;
 extern int sc_cross_dc_failover;
+extern int sc_rr_handover;
 extern int sc_log_interval;
 
 /* statistics */
@@ -61,6 +62,7 @@ extern stat_var *sc_st_failovers;
 extern stat_var *sc_st_cross_dc;
 extern stat_var *sc_st_unavailable;
 extern stat_var *sc_st_retargeted;
+extern stat_var *sc_st_handed_over;
 extern stat_var *sc_st_xgr_used;
 extern stat_var *sc_st_xgr_dropped;
 extern stat_var *sc_st_refused;

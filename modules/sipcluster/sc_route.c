@@ -47,6 +47,7 @@
 #include "../../core/parser/parse_to.h"
 #include "../../core/trim.h"
 #include "../../core/strutils.h"
+#include "../../core/ut.h"
 #include "../../modules/rr/api.h"
 #include "../../modules/sl/sl.h"
 
@@ -452,6 +453,7 @@ typedef struct sc_rset
 	sc_ip_t next_ip; /* the next entry's address when it is an IP */
 	int next_port;
 	int next_proxy;				/* proxy index when next_kind is SC_HOP_PROXY */
+	int next_handover;			/* the next proxy holds the endpoint's flow */
 	unsigned int gen;			/* topology the indexes belong to */
 	char pin[SC_PIN_BUF];		/* ;scp= of a consumed cluster entry */
 	char flow[SC_FLOW_MAX + 1]; /* ;scf= or ;received= of our own entry */
@@ -469,8 +471,64 @@ typedef struct sc_rentry
 	sc_ip_t ip;
 	int port;
 	int has_ip;
+	str host;
+	int uport; /* the URI's port, 0 when it names none */
+	int handover;
 	str params;
 } sc_rentry_t;
+
+/* a flow parameter asking to be handed to its holder (rr_handover) */
+static int sc_rr_wants_handover(sc_rentry_t *e)
+{
+	char flow[SC_FLOW_MAX + 1];
+	int n, af;
+	str v, f;
+
+	if(sc_rr_handover == 0 || sc_uri_param(&e->params, SC_FLOW_PARAM, &v) < 0
+			|| sc_flow_decode(&v, flow, sizeof(flow), &n) < 0 || n <= 0)
+		return 0;
+	if(sc_rr_handover == 2)
+		return 1;
+	f.s = flow;
+	f.len = n;
+	return sc_uri_proto(&f, &af) != SC_TP_UDP;
+}
+
+/* an entry naming a data center's rr-host: one of that geo-location's
+ * proxies. Ours: consumed here, unless a request from the cluster must
+ * reach the endpoint over a flow another proxy of ours holds (sch=);
+ * another data center's: its holder, else its first proxy. Lock held. */
+static void sc_rr_classify(sc_topo_t *t, int self, sc_rentry_t *e, int trusted)
+{
+	sc_proxy_t *g, *h = NULL, *me = &t->proxies[self];
+	unsigned int id;
+	str v;
+
+	g = sc_topo_proxy_by_rr_host(t, &e->host, e->uport);
+	if(g == NULL)
+		return; /* an alias of ours (check_self) stays ours */
+	if(sc_uri_param(&e->params, SC_HOLDER_PARAM, &v) == 0 && v.len > 0
+			&& v.len <= 3 && str2int(&v, &id) == 0) {
+		h = sc_topo_proxy_by_id(t, (int)id);
+		if(h
+				&& (h->geo.len != g->geo.len
+						|| memcmp(h->geo.s, g->geo.s, g->geo.len) != 0))
+			h = NULL;
+	}
+	if(g->geo.len == me->geo.len
+			&& memcmp(g->geo.s, me->geo.s, me->geo.len) == 0) {
+		e->kind = SC_HOP_SELF;
+		if(trusted && h != NULL && h->index != self
+				&& sc_rr_wants_handover(e)) {
+			e->kind = SC_HOP_PROXY;
+			e->proxy = h->index;
+			e->handover = 1;
+		}
+		return;
+	}
+	e->kind = SC_HOP_PROXY;
+	e->proxy = h ? h->index : g->index;
+}
 
 /* remove the first k entries of e[] from the message with one lump per
  * header */
@@ -533,6 +591,8 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 			if(parse_uri(r->nameaddr.uri.s, r->nameaddr.uri.len, &pu) < 0)
 				return NULL;
 			e[n].params = pu.params;
+			e[n].host = pu.host;
+			e[n].uport = pu.port_no;
 			e[n].port = pu.port_no ? pu.port_no : SC_DEFAULT_PORT;
 			e[n].has_ip = (sc_ip_parse(pu.host.s, pu.host.len, &e[n].ip) == 0);
 			e[n].kind = SC_HOP_FOREIGN;
@@ -547,7 +607,11 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 	sc_rs.gen = sc_shared->topo_gen;
 	for(i = 0; i < n; i++) {
 		sc_proxy_t *px;
-		if(e[i].kind == SC_HOP_SELF || !e[i].has_ip)
+		if(!e[i].has_ip) {
+			sc_rr_classify(t, self, &e[i], sc_src_trusted(sc_rs.src));
+			continue;
+		}
+		if(e[i].kind == SC_HOP_SELF)
 			continue;
 		/* a proxy's Record-Route names whichever of its sockets the call
 		 * crossed (udp/tcp or tls, two with r2): by address and port,
@@ -598,6 +662,7 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 			sc_rs.next_ip = e[plan.next].ip;
 			sc_rs.next_port = e[plan.next].port;
 			sc_rs.next_proxy = e[plan.next].proxy;
+			sc_rs.next_handover = e[plan.next].handover;
 		}
 		if(plan.consume > 0 && sc_rset_remove(msg, e, n, plan.consume) < 0)
 			return NULL;
@@ -992,9 +1057,11 @@ int ki_sipcluster_record_route(sip_msg_t *msg)
 {
 	str *target, param = STR_NULL, callid = STR_NULL;
 	sc_server_t *s;
-	char buf[SC_PIN_BUF + SC_FLOW_MAX * 3 + 16], flow[SC_FLOW_MAX + 1];
-	int n = 0, m, src, ep_dst = 0;
-	str f;
+	sc_proxy_t *me;
+	char buf[SC_PIN_BUF + SC_FLOW_MAX * 3 + 32], flow[SC_FLOW_MAX + 1];
+	char rrh[256];
+	int n = 0, m, src, ep_dst = 0, sid = 0;
+	str f, host;
 
 	if(parse_headers(msg, HDR_CALLID_F, 0) < 0 || msg->callid == NULL)
 		return -1;
@@ -1014,6 +1081,14 @@ int ki_sipcluster_record_route(sip_msg_t *msg)
 				SC_PIN_BUF);
 	if(!sc_src_trusted(src) || msg->dst_uri.len > 0)
 		ep_dst = !sc_uri_in_cluster(target);
+	/* the data center's Record-Route name, and who holds the flow */
+	me = &sc_shared->topo->proxies[sc_shared->self];
+	rrh[0] = '\0';
+	if(me->rr_host.len > 0 && me->rr_host.len < (int)sizeof(rrh)) {
+		memcpy(rrh, me->rr_host.s, me->rr_host.len);
+		rrh[me->rr_host.len] = '\0';
+		sid = me->server_id;
+	}
 	lock_release(&sc_shared->lock);
 	if(n < 0)
 		n = 0;
@@ -1038,6 +1113,22 @@ int ki_sipcluster_record_route(sip_msg_t *msg)
 			if(e > 0)
 				n += k + e;
 		}
+	}
+	if(rrh[0]) {
+		m = snprintf(buf + n, sizeof(buf) - n, ";" SC_HOLDER_PARAM "=%d", sid);
+		if(m > 0 && n + m < (int)sizeof(buf))
+			n += m;
+		param.s = buf;
+		param.len = n;
+		host.s = rrh;
+		host.len = strlen(rrh);
+		/* parameters first: rr keeps them for the header it builds next */
+		if(sc_rrb.add_rr_param(msg, &param) < 0
+				|| sc_rrb.record_route_advertised_address(msg, &host) < 0) {
+			LM_ERR("record_route with the rr-host %s failed\n", rrh);
+			return -1;
+		}
+		return 1;
 	}
 	if(n > 0) {
 		param.s = buf;
@@ -1089,8 +1180,16 @@ static int sc_follow(sip_msg_t *msg, sc_rset_t *rs)
 			snprintf(uri, sizeof(uri), "%.*s", px->uri.len, px->uri.s);
 		}
 		lock_release(&sc_shared->lock);
-		if(uri[0])
+		if(uri[0]) {
+			if(rs->next_handover) {
+				update_stat(sc_st_handed_over, 1);
+				LM_DBG("%.*s handed to the proxy holding the endpoint's "
+					   "flow: %s\n",
+						msg->first_line.u.request.method.len,
+						msg->first_line.u.request.method.s, uri);
+			}
 			return sc_set_du_flow(msg, uri, 0) < 0 ? -1 : 1;
+		}
 	}
 	if(rs->has_next)
 		return sc_set_du_flow(msg, rs->next, 0) < 0 ? -1 : 1;

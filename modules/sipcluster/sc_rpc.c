@@ -103,6 +103,15 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 								   == 0)
 						? "yes"
 						: "no");
+		/* the Record-Route name of the geo-location, when it has one */
+		for(i = 0; i < t->nproxies; i++) {
+			sc_proxy_t *p = &t->proxies[i];
+			if(p->rr_host.len > 0 && p->geo.len == geo.len
+					&& memcmp(p->geo.s, geo.s, geo.len) == 0) {
+				rpc->struct_add(gh, "S", "rr_host", &p->rr_host);
+				break;
+			}
+		}
 		if(rpc->struct_add(gh, "[", "PROXIES", &ah) < 0)
 			goto done;
 		for(i = 0; i < t->nproxies; i++) {

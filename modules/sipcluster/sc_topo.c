@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <arpa/inet.h>
@@ -270,6 +271,28 @@ static int sc_str_eq(const str *a, const str *b)
 	return a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
 }
 
+/* rr_host = name[:port] (the schema checked the syntax) */
+static void sc_rr_host_split(sc_proxy_t *p)
+{
+	char *c;
+
+	p->rr_name = p->rr_host;
+	p->rr_port = 0;
+	if(p->rr_host.len <= 0)
+		return;
+	c = memchr(p->rr_host.s, ':', p->rr_host.len);
+	if(c == NULL)
+		return;
+	p->rr_name.len = (int)(c - p->rr_host.s);
+	p->rr_port = atoi(c + 1);
+}
+
+static int sc_str_caseeq(const str *a, const str *b)
+{
+	return a->len == b->len
+		   && (a->len == 0 || strncasecmp(a->s, b->s, a->len) == 0);
+}
+
 /* ---- load-time indexes ---- */
 
 static unsigned int sc_hash_bytes(const void *p, int len)
@@ -476,6 +499,64 @@ static int sc_check_semantics(
 		}
 	}
 
+	/* an rr-host is a DNS name for the proxies of one geo-location: not an
+	 * IP literal, never shared by two geo-locations, and named by every
+	 * proxy of its geo-location or by none (a Record-Route naming it must
+	 * mean "one of these proxies" to every proxy) */
+	for(i = 0; i < t->nproxies; i++) {
+		sc_proxy_t *p = &t->proxies[i];
+		sc_ip_t ip;
+		if(p->rr_host.len <= 0)
+			continue;
+		if(sc_ip_parse(p->rr_name.s, p->rr_name.len, &ip) == 0) {
+			sc_err_set(err, file, p->line,
+					"proxy '%.*s': rr-host '%.*s' is an IP literal; name a DNS "
+					"host whose records lead to the proxies of geo-location "
+					"'%.*s'",
+					p->name.len, p->name.s, p->rr_host.len, p->rr_host.s,
+					p->geo.len, p->geo.s);
+			return -1;
+		}
+		if(p->rr_port > 65535
+				|| (p->rr_port == 0
+						&& memchr(p->rr_host.s, ':', p->rr_host.len) != NULL)) {
+			sc_err_set(err, file, p->line,
+					"proxy '%.*s': rr-host '%.*s' has a port outside 1-65535",
+					p->name.len, p->name.s, p->rr_host.len, p->rr_host.s);
+			return -1;
+		}
+	}
+	for(i = 0; i < t->nproxies; i++) {
+		sc_proxy_t *p = &t->proxies[i];
+		for(j = 0; j < i; j++) {
+			sc_proxy_t *q = &t->proxies[j];
+			if(p->rr_host.len > 0 && q->rr_host.len > 0
+					&& sc_str_caseeq(&p->rr_name, &q->rr_name)
+					&& !sc_str_eq(&p->geo, &q->geo)) {
+				sc_err_set(err, file, p->line,
+						"proxy '%.*s': rr-host '%.*s' is also the rr-host of "
+						"proxy '%.*s' (line %d) in another geo-location "
+						"('%.*s', not '%.*s'); one name per data center",
+						p->name.len, p->name.s, p->rr_host.len, p->rr_host.s,
+						q->name.len, q->name.s, q->line, q->geo.len, q->geo.s,
+						p->geo.len, p->geo.s);
+				return -1;
+			}
+			if(sc_str_eq(&p->geo, &q->geo)
+					&& !sc_str_caseeq(&p->rr_host, &q->rr_host)) {
+				sc_err_set(err, file, p->line,
+						"proxy '%.*s': rr-host '%.*s' differs from proxy "
+						"'%.*s' (line %d, rr-host '%.*s') of the same "
+						"geo-location '%.*s'; give every proxy of a "
+						"geo-location the same rr-host, or none",
+						p->name.len, p->name.s, p->rr_host.len, p->rr_host.s,
+						q->name.len, q->name.s, q->line, q->rr_host.len,
+						q->rr_host.s, p->geo.len, p->geo.s);
+				return -1;
+			}
+		}
+	}
+
 	/* every pair has one or two servers (a custom schema_file may allow
 	 * other counts: this check does not depend on the schema) */
 	for(i = 0; i < t->npairs; i++) {
@@ -566,7 +647,8 @@ static size_t sc_size_pass(xmlNodePtr root, int *np, int *nh, int *ns, int *nb)
 {
 	xmlNodePtr n, c;
 	size_t sz = 0;
-	static const char *attrs[] = {"name", "address", "geo-location", NULL};
+	static const char *attrs[] = {
+			"name", "address", "geo-location", "rr-host", NULL};
 	int i;
 
 	*np = *nh = *ns = *nb = 0;
@@ -695,9 +777,11 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 			if(sc_fill_endpoint(&a, n, &p->name, &p->address, &p->port,
 					   &p->port_explicit, &p->transport, &p->uri)
 							< 0
-					|| sc_arena_attr(&a, &p->geo, n, "geo-location") < 0)
+					|| sc_arena_attr(&a, &p->geo, n, "geo-location") < 0
+					|| sc_arena_attr(&a, &p->rr_host, n, "rr-host") < 0)
 				goto oom;
 			p->server_id = sc_attr_int(n, "server-id", 0);
+			sc_rr_host_split(p);
 		} else if(sc_is_elem(n, "ha-pair")) {
 			sc_pair_t *h = &t->pairs[ih];
 			h->index = ih++;
@@ -895,6 +979,25 @@ sc_proxy_t *sc_topo_proxy_by_name(sc_topo_t *t, const str *name)
 	int i;
 	for(i = 0; t && i < t->nproxies; i++)
 		if(sc_str_eq(&t->proxies[i].name, name))
+			return &t->proxies[i];
+	return NULL;
+}
+
+sc_proxy_t *sc_topo_proxy_by_id(sc_topo_t *t, int server_id)
+{
+	int i;
+	for(i = 0; t && i < t->nproxies; i++)
+		if(t->proxies[i].server_id == server_id)
+			return &t->proxies[i];
+	return NULL;
+}
+
+sc_proxy_t *sc_topo_proxy_by_rr_host(sc_topo_t *t, const str *host, int port)
+{
+	int i;
+	for(i = 0; t && host && i < t->nproxies; i++)
+		if(t->proxies[i].rr_host.len > 0 && t->proxies[i].rr_port == port
+				&& sc_str_caseeq(&t->proxies[i].rr_name, host))
 			return &t->proxies[i];
 	return NULL;
 }

@@ -90,6 +90,10 @@ typedef struct sc_proxy
 	int line;
 	int index;
 	int server_id; /* Kamailio server_id (1-255), unique */
+	str rr_host;   /* host[:port] for the Record-Route (may be empty): a
+					* DNS name for the proxies of its geo-location */
+	str rr_name;   /* its host part */
+	int rr_port;   /* its port, 0 when none is written */
 } sc_proxy_t;
 
 /* a Session Border Controller in front of endpoints: the only source a
@@ -165,6 +169,11 @@ void sc_topo_free(sc_topo_t *t);
 int sc_error_format(const sc_error_t *err, char *buf, int len);
 
 sc_proxy_t *sc_topo_proxy_by_name(sc_topo_t *t, const str *name);
+sc_proxy_t *sc_topo_proxy_by_id(sc_topo_t *t, int server_id);
+/* the first proxy whose rr-host is host (case-insensitive) and port (0:
+ * none written), or NULL; every proxy with that rr-host shares its
+ * geo-location (checked at load) */
+sc_proxy_t *sc_topo_proxy_by_rr_host(sc_topo_t *t, const str *host, int port);
 sc_pair_t *sc_topo_pair_by_name(sc_topo_t *t, const str *name);
 sc_server_t *sc_topo_server_by_name(sc_topo_t *t, const str *name);
 sc_server_t *sc_topo_server_by_uid(sc_topo_t *t, unsigned int uid);

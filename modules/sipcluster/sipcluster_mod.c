@@ -53,6 +53,10 @@ str sc_event_route_name = str_init("sipcluster:pair-state");
  * native cfg) */
 str sc_event_callback = STR_NULL;
 int sc_cross_dc_failover = 1;
+/* a request from the cluster that reaches a proxy by its data center's
+ * rr-host goes on to the proxy holding the endpoint's flow: 0 never, 1 for
+ * connection-oriented flows (TCP, TLS, WS), 2 always */
+int sc_rr_handover = 1;
 
 sc_shared_t *sc_shared = NULL;
 
@@ -65,6 +69,7 @@ stat_var *sc_st_failovers = NULL;
 stat_var *sc_st_cross_dc = NULL;
 stat_var *sc_st_unavailable = NULL;
 stat_var *sc_st_retargeted = NULL;
+stat_var *sc_st_handed_over = NULL;
 stat_var *sc_st_xgr_used = NULL;
 stat_var *sc_st_xgr_dropped = NULL;
 stat_var *sc_st_refused = NULL;
@@ -151,6 +156,7 @@ static param_export_t params[] = {
 	{"event_route", PARAM_STR, &sc_event_route_name},
 	{"event_callback", PARAM_STR, &sc_event_callback},
 	{"cross_dc_failover", PARAM_INT, &sc_cross_dc_failover},
+	{"rr_handover", PARAM_INT, &sc_rr_handover},
 	{"max_contacts", PARAM_INT, &sc_max_contacts},
 	{"usrloc_domain", PARAM_STR, &sc_usrloc_domain},
 	{"max_expires", PARAM_INT, &sc_max_expires},
@@ -182,6 +188,7 @@ static stat_export_t mod_stats[] = {
 	{"cross_dc_routed", 0, &sc_st_cross_dc},
 	{"unavailable", 0, &sc_st_unavailable},
 	{"dialog_retargeted", 0, &sc_st_retargeted},
+	{"handed_over", 0, &sc_st_handed_over},
 	{"xgr_used", 0, &sc_st_xgr_used},
 	{"xgr_dropped", 0, &sc_st_xgr_dropped},
 	{"refused", 0, &sc_st_refused},
@@ -497,6 +504,12 @@ static int mod_init(void)
 	}
 	if(sc_parse_alive_codes() < 0)
 		return -1;
+	if(sc_rr_handover < 0 || sc_rr_handover > 2) {
+		LM_ERR("rr_handover must be 0 (never), 1 (TCP/TLS/WS flows) or 2 "
+			   "(always), not %d\n",
+				sc_rr_handover);
+		return -1;
+	}
 	if(sc_log_interval < 0) {
 		LM_ERR("log_interval must be 0 (log every refusal) or more seconds\n");
 		return -1;

@@ -338,6 +338,35 @@ static const bad_doc_t bad_docs[] = {
 						"<server name=\"s1\" address=\"127.0.0.2\" "
 						"role=\"primary\"/>\n</ha-pair>\n" CLOSE,
 				4, "'drained' is not an element of the set"},
+		{"rr-host an IP literal",
+				OPEN "<proxy name=\"p\" server-id=\"8\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\" rr-host=\"127.0.0.9\"/>\n" CLOSE,
+				3, "rr-host '127.0.0.9' is an IP literal"},
+		{"rr-host not a DNS name",
+				OPEN "<proxy name=\"p\" server-id=\"8\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\" rr-host=\"dc_1.example\"/>\n" CLOSE,
+				3, "rr-host"},
+		{"rr-host port out of range",
+				OPEN
+				"<proxy name=\"p\" server-id=\"8\" address=\"127.0.0.1\" "
+				"geo-location=\"a\" rr-host=\"dc1.example:70000\"/>\n" CLOSE,
+				3, "port outside 1-65535"},
+		{"rr-host port 0",
+				OPEN "<proxy name=\"p\" server-id=\"8\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\" rr-host=\"dc1.example:0\"/>\n" CLOSE,
+				3, "port outside 1-65535"},
+		{"rr-host shared by two geo-locations",
+				OPEN "<proxy name=\"p\" server-id=\"8\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\" rr-host=\"sip.example\"/>\n"
+					 "<proxy name=\"q\" server-id=\"9\" address=\"127.0.0.2\" "
+					 "geo-location=\"b\" rr-host=\"SIP.example\"/>\n" CLOSE,
+				4, "also the rr-host of proxy 'p' (line 3) in another"},
+		{"rr-host on one proxy of a geo-location only",
+				OPEN "<proxy name=\"p\" server-id=\"8\" address=\"127.0.0.1\" "
+					 "geo-location=\"a\" rr-host=\"a.example\"/>\n"
+					 "<proxy name=\"q\" server-id=\"9\" address=\"127.0.0.2\" "
+					 "geo-location=\"a\"/>\n" CLOSE,
+				4, "differs from proxy 'p' (line 3, rr-host 'a.example')"},
 		{"server outside a pair",
 				OPEN P1 "<server name=\"s1\" address=\"127.0.0.2\" "
 						"role=\"primary\"/>\n" CLOSE,
@@ -345,6 +374,49 @@ static const bad_doc_t bad_docs[] = {
 };
 
 #define N_BAD ((int)(sizeof(bad_docs) / sizeof(bad_docs[0])))
+
+START_TEST(test_rr_host)
+{
+	static const char *doc =
+			OPEN "<proxy name=\"p\" server-id=\"8\" address=\"127.0.0.1\" "
+				 "geo-location=\"a\" rr-host=\"dc-a.Example.net\"/>\n"
+				 "<proxy name=\"q\" server-id=\"9\" address=\"127.0.0.2\" "
+				 "geo-location=\"a\" rr-host=\"DC-A.example.NET\"/>\n"
+				 "<proxy name=\"r\" server-id=\"10\" address=\"127.0.0.3\" "
+				 "geo-location=\"b\" rr-host=\"dc-b.example.net:5070\"/>\n"
+				 "<proxy name=\"s\" server-id=\"11\" address=\"127.0.0.4\" "
+				 "geo-location=\"c\"/>\n" CLOSE;
+	sc_error_t err;
+	char buf[700];
+	sc_topo_t *t = load(doc, &err);
+	str h;
+
+	sc_error_format(&err, buf, sizeof(buf));
+	ck_assert_msg(t != NULL, "rejected: %s", buf);
+	ck_assert_int_eq(t->proxies[0].rr_port, 0);
+	ck_assert_int_eq(t->proxies[2].rr_port, 5070);
+	ck_assert_int_eq(t->proxies[2].rr_name.len, 16);
+	ck_assert_int_eq(t->proxies[3].rr_host.len, 0);
+	/* by name, whatever the case, and port */
+	h.s = "dc-a.example.net";
+	h.len = strlen(h.s);
+	ck_assert_ptr_eq(sc_topo_proxy_by_rr_host(t, &h, 0), &t->proxies[0]);
+	ck_assert_ptr_null(sc_topo_proxy_by_rr_host(t, &h, 5060));
+	h.s = "DC-B.example.net";
+	h.len = strlen(h.s);
+	ck_assert_ptr_eq(sc_topo_proxy_by_rr_host(t, &h, 5070), &t->proxies[2]);
+	ck_assert_ptr_null(sc_topo_proxy_by_rr_host(t, &h, 0));
+	h.s = "dc-a.example";
+	h.len = strlen(h.s);
+	ck_assert_ptr_null(sc_topo_proxy_by_rr_host(t, &h, 0));
+	/* a proxy without one is never found by an empty name */
+	h.len = 0;
+	ck_assert_ptr_null(sc_topo_proxy_by_rr_host(t, &h, 0));
+	ck_assert_ptr_eq(sc_topo_proxy_by_id(t, 10), &t->proxies[2]);
+	ck_assert_ptr_null(sc_topo_proxy_by_id(t, 12));
+	sc_topo_free(t);
+}
+END_TEST
 
 START_TEST(test_invalid_document)
 {
@@ -641,6 +713,7 @@ Suite *topo_suite(void)
 	tcase_add_test(tc, test_valid_document);
 	tcase_add_test(tc, test_lookups);
 	tcase_add_test(tc, test_same_address_other_transport_ok);
+	tcase_add_test(tc, test_rr_host);
 	tcase_add_loop_test(tc, test_invalid_document, 0, N_BAD);
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_external_schema);
