@@ -164,6 +164,11 @@ int ki_sipcluster_prom_update(sip_msg_t *msg);
 int sc_rpc_init(void);
 
 /* reload the cluster document; on error fills msg and returns -1 */
+/* a reference to the running topology for a reader that formats it
+ * without holding the lock (its strings never change; the live state may
+ * move under it); sc_topo_unref() frees it when a reload retired it */
+sc_topo_t *sc_topo_ref(int *self);
+void sc_topo_unref(sc_topo_t *t);
 int sc_reload(char *msg, int msglen);
 
 /* OPTIONS pinging (sc_ping.c) */

@@ -73,7 +73,7 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 {
 	void *th, *gh, *gah, *xh, *ph, *ah;
 	sc_topo_t *t;
-	int g, i;
+	int g, i, self;
 	long long now = sc_wall_ms();
 	str geo;
 
@@ -81,11 +81,11 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 500, "Internal error");
 		return;
 	}
-	lock_get(&sc_shared->lock);
-	t = sc_shared->topo;
+	/* O(pairs) of formatting: done on a reference, not under the lock that
+	 * every request takes (the live counters are read as they are) */
+	t = sc_topo_ref(&self);
 	rpc->struct_add(th, "SSSS", "cluster", &t->name, "file", &t->file, "proxy",
-			&t->proxies[sc_shared->self].name, "geo_location",
-			&t->proxies[sc_shared->self].geo);
+			&t->proxies[self].name, "geo_location", &t->proxies[self].geo);
 	rpc->struct_add(th, "dddduuL", "proxies", t->nproxies, "pairs", t->npairs,
 			"servers", t->nservers, "geo_locations", t->ngeos, "reloads",
 			sc_shared->reloads, "reload_failures", sc_shared->reload_failures,
@@ -97,10 +97,8 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 		if(rpc->array_add(gah, "{", &gh) < 0)
 			goto done;
 		rpc->struct_add(gh, "Ss", "geo_location", &geo, "local",
-				(geo.len == t->proxies[sc_shared->self].geo.len
-						&& memcmp(geo.s, t->proxies[sc_shared->self].geo.s,
-								   geo.len)
-								   == 0)
+				(geo.len == t->proxies[self].geo.len
+						&& memcmp(geo.s, t->proxies[self].geo.s, geo.len) == 0)
 						? "yes"
 						: "no");
 		/* the Record-Route name of the geo-location, when it has one */
@@ -123,7 +121,7 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 			rpc->struct_add(xh, "SSdsSs", "name", &p->name, "address",
 					&p->address, "port", p->port, "transport",
 					sc_transport_name(p->transport), "uri", &p->uri, "self",
-					i == sc_shared->self ? "yes" : "no");
+					i == self ? "yes" : "no");
 		}
 		if(rpc->struct_add(gh, "[", "PAIRS", &ph) < 0)
 			goto done;
@@ -135,7 +133,7 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 		}
 	}
 done:
-	lock_release(&sc_shared->lock);
+	sc_topo_unref(t);
 }
 
 static const char *sc_rpc_reload_doc[2] = {

@@ -269,6 +269,9 @@ static void sc_sync_peers_refresh(void)
 	sc_sync_peer_t old[SC_SYNC_MAX_PEERS];
 	int nold, i, k, n = 0, self, selfid;
 
+	/* unchanged topology (nearly always): no global lock taken */
+	if(sc_sy->topo_gen == *(volatile unsigned int *)&sc_shared->topo_gen)
+		return;
 	lock_get(&sc_shared->lock);
 	t = sc_shared->topo;
 	if(sc_sy->topo_gen == sc_shared->topo_gen) {

@@ -143,6 +143,10 @@ typedef struct sc_topo
 	sc_index_t srv_by_name;
 	sc_index_t srv_by_uid; /* built by sc_topo_carry_state() */
 	size_t size;		   /* bytes of the single shm block holding all of it */
+	/* readers that use it without the lock (sipcluster.list) and whether a
+	 * reload replaced it: the last such reader frees it (sc_topo_unref) */
+	int refs;
+	int retired;
 } sc_topo_t;
 
 /* where and why a cluster document was rejected */
