@@ -38,7 +38,7 @@ RATES = [int(x) for x in os.environ.get("BENCH_RATES", "400,800,1200,1600,2000,2
 STEP = int(os.environ.get("BENCH_STEP", "5"))
 SCALE_N = int(os.environ.get("BENCH_SCALE_N", "100000"))
 CHILDREN = 4
-SHM = 512
+SHM = int(os.environ.get("BENCH_SHM", "512"))
 CLK = os.sysconf("SC_CLK_TCK")
 
 started = []
@@ -661,7 +661,8 @@ statelessly), endpoints are SIPp. The baseline is `bench/baseline/kamailio.cfg`
 (dispatcher with OPTIONS probing at the same interval, round-robin, failover
 in failure_route, registrar/usrloc/dmq_usrloc with the same batch tuning,
 dialog + DMQ); its header explains each choice. Ratios are sipcluster /
-baseline. Raw SIPp statistics are in build/bench/ (not in git).
+baseline. Raw SIPp statistics are in build/bench/ (not in git). What
+limits each figure, and where a target is missed: docs/performance.md.
 
 %s
 Call throughput steps (%d s each, INVITE-200-ACK-BYE-200 through one proxy to
