@@ -496,7 +496,7 @@ def m_scale(sysm):
     target = "%s:5060" % sysm.proxy_addr(1)
     time.sleep(1)
     shm0 = shm_used(b)
-    rate = 1500
+    rate = int(os.environ.get("BENCH_SCALE_RATE", "1500"))
     stat = os.path.join(sysm.dir, "scale.csv")
     t0 = time.monotonic()
     ok, failed, rc = sipp_run(["-sf", SIPP_REG, "-s", "scale", "-au", "scale", "-ap", "secret",
