@@ -474,10 +474,12 @@ typedef struct sc_rentry
 	str host;
 	int uport; /* the URI's port, 0 when it names none */
 	int handover;
+	int wants_holder; /* its flow is one to hand to its holder */
 	str params;
 } sc_rentry_t;
 
-/* a flow parameter asking to be handed to its holder (rr_handover) */
+/* a flow parameter asking to be handed to its holder (rr_handover);
+ * decided before the lock is taken */
 static int sc_rr_wants_handover(sc_rentry_t *e)
 {
 	char flow[SC_FLOW_MAX + 1];
@@ -518,8 +520,7 @@ static void sc_rr_classify(sc_topo_t *t, int self, sc_rentry_t *e, int trusted)
 	if(g->geo.len == me->geo.len
 			&& memcmp(g->geo.s, me->geo.s, me->geo.len) == 0) {
 		e->kind = SC_HOP_SELF;
-		if(trusted && h != NULL && h->index != self
-				&& sc_rr_wants_handover(e)) {
+		if(trusted && h != NULL && h->index != self && e->wants_holder) {
 			e->kind = SC_HOP_PROXY;
 			e->proxy = h->index;
 			e->handover = 1;
@@ -598,6 +599,10 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 			e[n].kind = SC_HOP_FOREIGN;
 			if(check_self(&pu.host, pu.port_no ? pu.port_no : SIP_PORT, 0) == 1)
 				e[n].kind = SC_HOP_SELF;
+			/* a name may be a data center's rr-host (classified under
+			 * the lock): what its flow asks for is known without it */
+			if(!e[n].has_ip && sc_src_trusted(sc_rs.src))
+				e[n].wants_holder = sc_rr_wants_handover(&e[n]);
 			n++;
 		}
 	}

@@ -1134,6 +1134,24 @@ static ucontact_t *sc_find_contact(urecord_t *r, const str *c)
 	return NULL;
 }
 
+/* lock the AoR's usrloc slot and find our copy of (aor, c) and its
+ * version; get_urecord()'s result (0: record found, to be released by
+ * the caller, who also unlocks the slot) */
+static int sc_lock_local(
+		str *aor, str *c, urecord_t **r, ucontact_t **lc, sc_bver_t *v)
+{
+	int res;
+
+	*lc = NULL;
+	sc_ul->lock_udomain(sc_dom, aor);
+	res = sc_ul->get_urecord(sc_dom, aor, r);
+	if(res == 0)
+		*lc = sc_find_contact(*r, c);
+	if(*lc)
+		sc_bver_of(*lc, v);
+	return res;
+}
+
 static int sc_apply_binding(srjson_doc_t *d, srjson_t *o, long long now)
 {
 	str aor, c, ruid, rcv, path, callid, ua, inst;
@@ -1162,12 +1180,7 @@ static int sc_apply_binding(srjson_doc_t *d, srjson_t *o, long long now)
 		return 0;
 
 	h = sc_ul->get_aorhash(&aor);
-	sc_ul->lock_udomain(sc_dom, &aor);
-	res = sc_ul->get_urecord(sc_dom, &aor, &r);
-	if(res == 0)
-		lc = sc_find_contact(r, &c);
-	if(lc)
-		sc_bver_of(lc, &lv);
+	res = sc_lock_local(&aor, &c, &r, &lc, &lv);
 	/* the decision is pure: taken under the tombstone lock (after the
 	 * usrloc slot lock, the order everywhere) */
 	lock_get(&sc_sy->tlock);
@@ -1246,12 +1259,7 @@ static int sc_apply_tomb(srjson_doc_t *d, srjson_t *o, long long now)
 	if(until <= now)
 		return 0;
 	h = sc_ul->get_aorhash(&aor);
-	sc_ul->lock_udomain(sc_dom, &aor);
-	res = sc_ul->get_urecord(sc_dom, &aor, &r);
-	if(res == 0)
-		lc = sc_find_contact(r, &c);
-	if(lc)
-		sc_bver_of(lc, &lv);
+	res = sc_lock_local(&aor, &c, &r, &lc, &lv);
 	dec = sc_sync_decide_tomb(lc ? &lv : NULL, &tv);
 	if(dec == SC_SYNC_DELETE) {
 		/* the usrloc callback records this tombstone, not one made of
