@@ -29,7 +29,7 @@ static int sc_other(const sc_pair_t *p, int i)
 
 static int sc_eligible(const sc_pair_t *p, int i)
 {
-	return p->srv[i]->h.admin != SC_ADMIN_OOS;
+	return SC_RD(p->srv[i]->h.admin) != SC_ADMIN_OOS;
 }
 
 /* index of a member forced active by the operator, or -1 */
@@ -37,7 +37,7 @@ static int sc_forced(const sc_pair_t *p)
 {
 	int i;
 	for(i = 0; i < p->nservers; i++)
-		if(p->srv[i]->h.admin == SC_ADMIN_ACTIVE)
+		if(SC_RD(p->srv[i]->h.admin) == SC_ADMIN_ACTIVE)
 			return i;
 	return -1;
 }
@@ -217,7 +217,7 @@ int sc_health_seen_request(
 
 	if(srv < 0 || srv >= p->nservers)
 		return 0;
-	p->srv[srv]->h.requests++;
+	SC_INC(p->srv[srv]->h.requests);
 	if(!sc_eligible(p, srv))
 		return 0;
 	forced = sc_forced(p);
@@ -232,6 +232,15 @@ int sc_health_seen_request(
 	h->ping_seq++;
 	h->next_ping = now;
 	return 1;
+}
+
+int sc_health_seen_changes(const sc_pair_t *p, int srv)
+{
+	if(srv < 0 || srv >= p->nservers)
+		return 0;
+	return !(SC_RD(p->h.active) == srv && SC_RD(p->h.mode) == SC_MODE_CHECK
+			 && SC_RD(p->h.state) == SC_PAIR_IN_SERVICE
+			 && SC_RD(p->srv[srv]->h.admin) == SC_ADMIN_AUTO);
 }
 
 void sc_health_suspect(sc_pair_t *p, const sc_hcfg_t *c, int srv, long long now)
@@ -321,8 +330,10 @@ int sc_health_set_server_admin(sc_pair_t *p, int srv, int admin, long long now,
 int sc_srv_recently_failed(
 		const sc_server_t *s, long long wall, long long window)
 {
-	return s->h.fails > 0 && s->h.last_fail >= s->h.last_answer
-		   && (window <= 0 || wall - s->h.last_fail <= window);
+	long long fail = SC_RD(s->h.last_fail);
+
+	return SC_RD(s->h.fails) > 0 && fail >= SC_RD(s->h.last_answer)
+		   && (window <= 0 || wall - fail <= window);
 }
 
 int sc_health_alarm(
@@ -343,17 +354,17 @@ int sc_health_alarm(
 
 int sc_pair_usable(const sc_pair_t *p)
 {
-	int a;
+	int a, admin = SC_RD(p->h.admin);
 
-	if(p->nservers < 1 || p->h.admin == SC_ADMIN_OOS)
+	if(p->nservers < 1 || admin == SC_ADMIN_OOS)
 		return 0;
-	if(p->h.admin == SC_ADMIN_ACTIVE)
+	if(admin == SC_ADMIN_ACTIVE)
 		return 1;
 	if(sc_forced(p) >= 0)
 		return 1;
-	if(p->h.state == SC_PAIR_OOS)
+	if(SC_RD(p->h.state) == SC_PAIR_OOS)
 		return 0;
-	a = p->h.active;
+	a = SC_RD(p->h.active);
 	return sc_eligible(p, a);
 }
 
@@ -366,7 +377,7 @@ int sc_pair_active_index(const sc_pair_t *p)
 	f = sc_forced(p);
 	if(f >= 0)
 		return f;
-	return p->h.active;
+	return SC_RD(p->h.active);
 }
 
 int sc_code_alive(int code, const int *alive_codes)

@@ -117,6 +117,11 @@ int sc_health_result(struct sc_pair *p, const sc_hcfg_t *c, int srv,
 int sc_health_seen_request(
 		struct sc_pair *p, int srv, long long now, long long wall, int *events);
 
+/* Whether sc_health_seen_request() could change anything: 0 when member
+ * srv is already the active one, probed in CHECK mode, in service and not
+ * overridden (the common case, decided without the lock; racy reads). */
+int sc_health_seen_changes(const struct sc_pair *p, int srv);
+
 /* A request routed to member srv failed (timeout, 503): probe it at once,
  * with the oos_force timeout. */
 void sc_health_suspect(

@@ -14,10 +14,28 @@
 #include "../../core/parser/msg_parser.h"
 #include "sc_topo.h"
 #include "sc_select.h"
+#include "sc_rcu.h"
 
 #define SC_MAX_ALIVE_CODES 16
 
-/* everything every process sees; lives in shm, guarded by lock */
+/* what a request reads: published whole by pointer, never changed in place
+ * (the pairs' live health state inside topo excepted: single words, read
+ * with SC_RD); a new one on every reload and every change of the set of
+ * pairs that can take traffic. Readers hold it between sc_view_get() and
+ * sc_view_put() without any lock. */
+typedef struct sc_view
+{
+	sc_topo_t *topo;
+	int self;			   /* index of this proxy in topo->proxies */
+	unsigned int topo_gen; /* bumped on every (re)load */
+	sc_sched_t local;	   /* SWRR cycle over local pairs */
+	sc_sched_t remote;	   /* ... over the other data centers' pairs */
+	sc_rcu_node_t rcu;
+} sc_view_t;
+
+/* everything every process sees; lives in shm. The writers (reload, health
+ * transitions, operator RPCs, the sync process) serialise on lock; request
+ * processing reads view without it. */
 typedef struct sc_shared
 {
 	gen_lock_t lock;
@@ -25,14 +43,13 @@ typedef struct sc_shared
 	unsigned int next_uid; /* next server uid */
 	unsigned int reloads;  /* successful reloads */
 	unsigned int reload_failures;
-	long long loaded_at;	 /* wall-clock ms of the last (re)load */
-	int self;				 /* index of this proxy in topo->proxies */
-	unsigned int gen;		 /* bumped when a pair's usability changes or on
-							 * reload: the schedules are rebuilt lazily */
-	sc_sched_t sched_local;	 /* SWRR cycle over local pairs */
-	sc_sched_t sched_remote; /* ... over the other data centers' pairs */
-	int sched_cap;			 /* room in each seq array */
-	unsigned int topo_gen;	 /* bumped on every (re)load */
+	long long loaded_at;   /* wall-clock ms of the last (re)load */
+	int self;			   /* index of this proxy in topo->proxies */
+	unsigned int topo_gen; /* bumped on every (re)load */
+	sc_view_t *view;	   /* what readers see (SC_DEREF) */
+	int view_dirty;		   /* a pair's usability changed (or the last
+							  * publish failed): publish before unlocking */
+	sc_rcu_t rcu;		   /* retired views and topologies */
 } sc_shared_t;
 
 extern sc_shared_t *sc_shared;
@@ -118,7 +135,7 @@ int ki_sipcluster_set_socket(sip_msg_t *msg);
 struct socket_info *sc_own_socket(int proto);
 struct socket_info *sc_own_socket_af(int proto, int af);
 int ki_sipcluster_seen_request(sip_msg_t *msg);
-sc_server_t *sc_src_server(sip_msg_t *msg); /* lock held */
+sc_server_t *sc_src_server(sc_topo_t *t, sip_msg_t *msg);
 void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip);
 /* who sent msg (sc_src_t), computed once per message */
 int sc_msg_src(sip_msg_t *msg);
@@ -163,12 +180,20 @@ int ki_sipcluster_prom_update(sip_msg_t *msg);
 /* RPC (sc_rpc.c) */
 int sc_rpc_init(void);
 
+/* The read side: the current view, held without a lock until
+ * sc_view_put() (nested calls return the same view). A writer never waits
+ * for it; what it retired is freed once no reader holds it. */
+sc_view_t *sc_view_get(void);
+void sc_view_put(void);
+/* Writers, lock held: publish a view of sc_shared->topo (after a reload or
+ * a change of which pairs can take traffic) and retire the old one (with
+ * its topology when that was replaced: old_topo non-NULL). */
+int sc_view_publish(sc_topo_t *old_topo);
+/* Writers, lock held, before they unlock: publish a new view when a pair's
+ * usability changed (sc_transition_fill marks it) and free the retired
+ * views and topologies no reader holds any more */
+void sc_view_update(void);
 /* reload the cluster document; on error fills msg and returns -1 */
-/* a reference to the running topology for a reader that formats it
- * without holding the lock (its strings never change; the live state may
- * move under it); sc_topo_unref() frees it when a reload retired it */
-sc_topo_t *sc_topo_ref(int *self);
-void sc_topo_unref(sc_topo_t *t);
 int sc_reload(char *msg, int msglen);
 
 /* OPTIONS pinging (sc_ping.c) */

@@ -103,6 +103,7 @@ static void sc_ping_outcome(
 		if(events)
 			sc_transition_fill(&tr, p, events, prev, reason);
 	}
+	sc_view_update();
 	lock_release(&sc_shared->lock);
 	if(taken && !alive)
 		update_stat(sc_st_ping_failures, 1);
@@ -205,6 +206,8 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 			sc_transition_realarm(&sc_tr[ntr++], p);
 		}
 	}
+	/* new schedules for the requests, and what they no longer read freed */
+	sc_view_update();
 	lock_release(&sc_shared->lock);
 
 	if(nmiss)

@@ -4,8 +4,8 @@
  *
  * sipcluster_prom_update() (called where the script serves /metrics, just
  * before prom_dispatch()) copies the state of every pair and server out
- * under the lock, then sets xhttp_prom gauges with it, through xhttp_prom's
- * own KEMI functions (gauge_set_l2 / _l3). The gauges are declared in the
+ * of the readers' view (no lock), then sets xhttp_prom gauges with it,
+ * through xhttp_prom's own KEMI functions (gauge_set_l2 / _l3). The gauges are declared in the
  * cfg (modparam xhttp_prom prom_gauge, see the shipped cfg); the module's
  * counters are Kamailio statistics, which xhttp_prom exports itself
  * (xhttp_prom_stats).
@@ -125,14 +125,14 @@ int ki_sipcluster_prom_update(sip_msg_t *msg)
 
 	if(sc_prom_bind() < 0)
 		return -1;
-	lock_get(&sc_shared->lock);
-	t = sc_shared->topo;
+	/* a snapshot of the view, without the lock (counters as they are) */
+	t = sc_view_get()->topo;
 	np = t->npairs;
 	ns = t->nservers;
 	pp = pkg_mallocxz((np > 0 ? np : 1) * sizeof(*pp));
 	ps = pkg_mallocxz((ns > 0 ? ns : 1) * sizeof(*ps));
 	if(pp == NULL || ps == NULL) {
-		lock_release(&sc_shared->lock);
+		sc_view_put();
 		PKG_MEM_ERROR;
 		if(pp)
 			pkg_free(pp);
@@ -168,7 +168,7 @@ int ki_sipcluster_prom_update(sip_msg_t *msg)
 		}
 	}
 	ns = k;
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 
 	for(i = 0; i < np; i++) {
 		sc_set2(msg, "sipcluster_pair_in_service", pp[i].usable, pp[i].name,

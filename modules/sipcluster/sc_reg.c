@@ -205,14 +205,14 @@ static int sc_rv_ok(int i, void *arg)
 	return sc_pair_usable(p) && p->weight > 0;
 }
 
-/* pair for an AoR: rendezvous over local pairs, else the other data
- * centers'; fills uri/pair/server (and *remote), counts the REGISTER
- * unless dry; lock held */
-static int sc_reg_pick_ex(const str *aor, char *uri, int ulen, char *pair,
-		char *server, int *remote, int dry)
+/* pair of view v for an AoR: rendezvous over local pairs, else the other
+ * data centers'; fills uri/pair/server (and *remote), counts the REGISTER
+ * unless dry */
+static int sc_reg_pick_v(sc_view_t *v, const str *aor, char *uri, int ulen,
+		char *pair, char *server, int *remote, int dry)
 {
-	sc_topo_t *t = sc_shared->topo;
-	sc_proxy_t *self = &t->proxies[sc_shared->self];
+	sc_topo_t *t = v->topo;
+	sc_proxy_t *self = &t->proxies[v->self];
 	int idx[t->npairs > 0 ? t->npairs : 1];
 	str names[t->npairs > 0 ? t->npairs : 1];
 	int n, i, pass, best = -1;
@@ -251,8 +251,8 @@ static int sc_reg_pick_ex(const str *aor, char *uri, int ulen, char *pair,
 		sc_pair_t *p = &t->pairs[best];
 		int a = sc_pair_active_index(p);
 		if(!dry) {
-			p->h.registers++;
-			p->h.calls++;
+			SC_INC(p->h.registers);
+			SC_INC(p->h.calls);
 		}
 		snprintf(uri, ulen, "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
 		snprintf(pair, SC_NAME_MAX + 1, "%.*s", p->name.len, p->name.s);
@@ -262,6 +262,17 @@ static int sc_reg_pick_ex(const str *aor, char *uri, int ulen, char *pair,
 	return 0;
 }
 
+/* the same on the readers' view: no lock */
+static int sc_reg_pick_ex(const str *aor, char *uri, int ulen, char *pair,
+		char *server, int *remote, int dry)
+{
+	int r = sc_reg_pick_v(
+			sc_view_get(), aor, uri, ulen, pair, server, remote, dry);
+
+	sc_view_put();
+	return r;
+}
+
 static int sc_reg_pick(
 		const str *aor, char *uri, int ulen, char *pair, char *server)
 {
@@ -269,7 +280,7 @@ static int sc_reg_pick(
 }
 
 /* where a REGISTER (and so the binding's SIP Server) of aor would go now
- * (sipcluster.which); lock held */
+ * (sipcluster.which) */
 int sc_which_aor(const str *aor, char *pair, char *server, char *uri, int ulen,
 		int *remote)
 {
@@ -326,14 +337,15 @@ static int sc_expires_of(str *s, int *out)
 static int sc_reg_our_path(str *rcv, char *buf, int len)
 {
 	char esc[SC_FLOW_MAX * 3 + 1];
+	sc_view_t *v;
 	sc_proxy_t *self;
 	int n, plen;
 
 	n = sc_flow_encode(rcv, esc, sizeof(esc));
 	if(n <= 0)
 		return -1;
-	lock_get(&sc_shared->lock);
-	self = &sc_shared->topo->proxies[sc_shared->self];
+	v = sc_view_get();
+	self = &v->topo->proxies[v->self];
 	plen = snprintf(buf, len, "<sip:%s%.*s%s:%d;%slr;received=%.*s>",
 			self->ip.af == AF_INET6 ? "[" : "", self->address.len,
 			self->address.s, self->ip.af == AF_INET6 ? "]" : "", self->port,
@@ -342,7 +354,7 @@ static int sc_reg_our_path(str *rcv, char *buf, int len)
 			: self->transport == SC_TP_SCTP ? "transport=sctp;"
 											: "",
 			n, esc);
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	return (plen > 0 && plen < len) ? plen : -1;
 }
 
@@ -445,9 +457,7 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	if(plen < 0)
 		return -1;
 
-	lock_get(&sc_shared->lock);
 	r = sc_reg_pick(&aor, uri, sizeof(uri), pair, server);
-	lock_release(&sc_shared->lock);
 	if(r < 0) {
 		update_stat(sc_st_unavailable, 1);
 		return -1;

@@ -95,14 +95,13 @@ void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip)
 
 /* ---- who sent it ---- */
 
-/* the configured SIP Server the message comes from; lock held */
-sc_server_t *sc_src_server(sip_msg_t *msg)
+/* the configured SIP Server of t the message comes from */
+sc_server_t *sc_src_server(sc_topo_t *t, sip_msg_t *msg)
 {
 	sc_ip_t ip;
 
 	sc_msg_ip(msg, &ip);
-	return sc_topo_server_by_src(
-			sc_shared->topo, &ip, msg->rcv.src_port, msg->rcv.proto);
+	return sc_topo_server_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto);
 }
 
 /* per process: the class of the last message asked about */
@@ -116,6 +115,7 @@ static struct
 
 int sc_msg_src(sip_msg_t *msg)
 {
+	sc_view_t *v;
 	sc_topo_t *t;
 	sc_ip_t ip;
 	int src = SC_SRC_OUTSIDER;
@@ -125,19 +125,19 @@ int sc_msg_src(sip_msg_t *msg)
 		return SC_SRC_OUTSIDER;
 	if(sc_src_cache.src >= 0 && sc_src_cache.id == msg->id
 			&& sc_src_cache.pid == msg->pid
-			&& sc_src_cache.gen == sc_shared->topo_gen)
+			&& sc_src_cache.gen == SC_RD(sc_shared->topo_gen))
 		return sc_src_cache.src;
 	sc_msg_ip(msg, &ip);
-	lock_get(&sc_shared->lock);
-	t = sc_shared->topo;
-	gen = sc_shared->topo_gen;
+	v = sc_view_get();
+	t = v->topo;
+	gen = v->topo_gen;
 	if(sc_topo_server_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
 		src = SC_SRC_SERVER;
 	else if(sc_topo_proxy_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
 		src = SC_SRC_PROXY;
 	else if(sc_topo_sbc_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
 		src = SC_SRC_SBC;
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	sc_src_cache.id = msg->id;
 	sc_src_cache.pid = msg->pid;
 	sc_src_cache.gen = gen;
@@ -202,6 +202,7 @@ static struct
 
 struct socket_info *sc_own_socket_af(int proto, int af)
 {
+	sc_view_t *v;
 	sc_proxy_t *self;
 	char host[64];
 	str h;
@@ -211,18 +212,20 @@ struct socket_info *sc_own_socket_af(int proto, int af)
 	if(proto < SC_TP_UDP || proto > SC_TP_SCTP)
 		proto = SC_TP_UDP;
 	k = (af == AF_INET6) ? 1 : 0;
-	if(sc_socks.gen != sc_shared->topo_gen) {
+	v = sc_view_get();
+	if(sc_socks.gen != v->topo_gen) {
 		memset(&sc_socks, 0, sizeof(sc_socks));
-		sc_socks.gen = sc_shared->topo_gen;
+		sc_socks.gen = v->topo_gen;
 	}
-	if(sc_socks.looked[proto][k])
+	if(sc_socks.looked[proto][k]) {
+		sc_view_put();
 		return sc_socks.si[proto][k];
-	lock_get(&sc_shared->lock);
-	self = &sc_shared->topo->proxies[sc_shared->self];
+	}
+	self = &v->topo->proxies[v->self];
 	snprintf(host, sizeof(host), "%.*s", self->address.len, self->address.s);
 	port = self->port;
 	myaf = self->ip.af;
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	if(af == 0 || af == myaf) {
 		h.s = host;
 		h.len = strlen(host);
@@ -479,7 +482,7 @@ typedef struct sc_rentry
 } sc_rentry_t;
 
 /* a flow parameter asking to be handed to its holder (rr_handover);
- * decided before the lock is taken */
+ * decided before the topology is looked at */
 static int sc_rr_wants_handover(sc_rentry_t *e)
 {
 	char flow[SC_FLOW_MAX + 1];
@@ -499,7 +502,7 @@ static int sc_rr_wants_handover(sc_rentry_t *e)
 /* an entry naming a data center's rr-host: one of that geo-location's
  * proxies. Ours: consumed here, unless a request from the cluster must
  * reach the endpoint over a flow another proxy of ours holds (sch=);
- * another data center's: its holder, else its first proxy. Lock held. */
+ * another data center's: its holder, else its first proxy. */
 static void sc_rr_classify(sc_topo_t *t, int self, sc_rentry_t *e, int trusted)
 {
 	sc_proxy_t *g, *h = NULL, *me = &t->proxies[self];
@@ -568,6 +571,7 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 	rr_t *r;
 	int n = 0, i, self;
 	sc_plan_t plan;
+	sc_view_t *view;
 	sc_topo_t *t;
 	str v;
 
@@ -599,17 +603,17 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 			e[n].kind = SC_HOP_FOREIGN;
 			if(check_self(&pu.host, pu.port_no ? pu.port_no : SIP_PORT, 0) == 1)
 				e[n].kind = SC_HOP_SELF;
-			/* a name may be a data center's rr-host (classified under
-			 * the lock): what its flow asks for is known without it */
+			/* a name may be a data center's rr-host (classified on the
+			 * view below): what its flow asks for is known without it */
 			if(!e[n].has_ip && sc_src_trusted(sc_rs.src))
 				e[n].wants_holder = sc_rr_wants_handover(&e[n]);
 			n++;
 		}
 	}
-	lock_get(&sc_shared->lock);
-	t = sc_shared->topo;
-	self = sc_shared->self;
-	sc_rs.gen = sc_shared->topo_gen;
+	view = sc_view_get();
+	t = view->topo;
+	self = view->self;
+	sc_rs.gen = view->topo_gen;
 	for(i = 0; i < n; i++) {
 		sc_proxy_t *px;
 		if(!e[i].has_ip) {
@@ -634,7 +638,7 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 			e[i].proxy = px->index;
 		}
 	}
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	for(i = 0; i < n; i++)
 		kinds[i] = e[i].kind;
 	sc_route_plan(sc_rs.src, kinds, n, &plan);
@@ -748,57 +752,23 @@ void sc_route_remember(const char *pair, const char *server)
 
 /* ---- choosing ---- */
 
-static int sc_sched_ready(void)
-{
-	sc_topo_t *t = sc_shared->topo;
-	int need = SC_SCHED_MAX + t->npairs + 1;
-	sc_proxy_t *self = &t->proxies[sc_shared->self];
-
-	if(sc_shared->sched_cap < need) {
-		int *a = shm_malloc(need * sizeof(int));
-		int *b = shm_malloc(need * sizeof(int));
-		if(a == NULL || b == NULL) {
-			if(a)
-				shm_free(a);
-			if(b)
-				shm_free(b);
-			SHM_MEM_ERROR;
-			return -1;
-		}
-		if(sc_shared->sched_local.seq)
-			shm_free(sc_shared->sched_local.seq);
-		if(sc_shared->sched_remote.seq)
-			shm_free(sc_shared->sched_remote.seq);
-		sc_shared->sched_local.seq = a;
-		sc_shared->sched_remote.seq = b;
-		sc_shared->sched_cap = need;
-		sc_shared->sched_local.gen = sc_shared->gen - 1;
-		sc_shared->sched_remote.gen = sc_shared->gen - 1;
-	}
-	if(sc_shared->sched_local.gen != sc_shared->gen) {
-		sc_sched_build(&sc_shared->sched_local, t, &self->geo, 1);
-		sc_shared->sched_local.gen = sc_shared->gen;
-	}
-	if(sc_shared->sched_remote.gen != sc_shared->gen) {
-		sc_sched_build(&sc_shared->sched_remote, t, &self->geo, 0);
-		sc_shared->sched_remote.gen = sc_shared->gen;
-	}
-	return 0;
-}
-
 typedef struct sc_tried_ctx
 {
 	sc_topo_t *t;
 	str tried;
 } sc_tried_ctx_t;
 
+/* skip a pair already tried, or one that left service since the view's
+ * schedule was built (a writer publishes a new one at once; a request that
+ * read the old view just before does not take the pair) */
 static int sc_pair_tried(int idx, void *arg)
 {
 	sc_tried_ctx_t *c = (sc_tried_ctx_t *)arg;
-	return sc_tried_has(&c->tried, &c->t->pairs[idx].name);
+	return !sc_pair_usable(&c->t->pairs[idx])
+		   || sc_tried_has(&c->tried, &c->t->pairs[idx].name);
 }
 
-/* copies of what the caller needs once the lock is released */
+/* copies of what the caller needs once the view is put back */
 typedef struct sc_dest
 {
 	char uri[96];
@@ -821,20 +791,21 @@ static void sc_dest_fill(sc_dest_t *d, sc_pair_t *p, int srv, int remote)
 	d->af = p->srv[srv]->ip.af;
 }
 
-/* pick a new pair (not tried yet): local first, then other data centers */
+/* pick a new pair (not tried yet): local first, then other data centers;
+ * no lock: the view's schedules and an atomic cursor */
 static int sc_pick_pair(sc_dest_t *d, const str *tried)
 {
 	sc_tried_ctx_t ctx;
-	int idx, remote = 0;
+	int idx, remote = 0, r = -1;
+	sc_view_t *v;
 	sc_pair_t *p;
 
-	ctx.t = sc_shared->topo;
+	v = sc_view_get();
+	ctx.t = v->topo;
 	ctx.tried = *tried;
-	if(sc_sched_ready() < 0)
-		return -1;
-	idx = sc_sched_pick(&sc_shared->sched_local, sc_pair_tried, &ctx);
+	idx = sc_sched_pick(&v->local, sc_pair_tried, &ctx);
 	if(idx < 0 && sc_cross_dc_failover) {
-		idx = sc_sched_pick(&sc_shared->sched_remote, sc_pair_tried, &ctx);
+		idx = sc_sched_pick(&v->remote, sc_pair_tried, &ctx);
 		remote = 1;
 	}
 	if(idx < 0) {
@@ -843,38 +814,43 @@ static int sc_pick_pair(sc_dest_t *d, const str *tried)
 				sc_geo_location.s,
 				sc_cross_dc_failover ? " nor in any other data center"
 									 : " (cross-data-center failover off)");
-		return -1;
+		goto done;
 	}
-	p = &sc_shared->topo->pairs[idx];
-	p->h.calls++;
+	p = &v->topo->pairs[idx];
+	SC_INC(p->h.calls);
 	sc_dest_fill(d, p, sc_pair_active_index(p), remote);
-	return 0;
+	r = 0;
+done:
+	sc_view_put();
+	return r;
 }
 
-/* what a new call would get now (sipcluster.which), without taking it;
- * lock held */
+/* what a new call would get now (sipcluster.which), without taking it */
 int sc_which_new(char *pair, int plen, char *server, int slen, char *uri,
 		int ulen, int *remote)
 {
 	int idx;
+	sc_view_t *v;
 	sc_pair_t *p;
 	int a;
 
 	*remote = 0;
-	if(sc_sched_ready() < 0)
-		return -1;
-	idx = sc_sched_peek(&sc_shared->sched_local);
+	v = sc_view_get();
+	idx = sc_sched_peek(&v->local);
 	if(idx < 0 && sc_cross_dc_failover) {
-		idx = sc_sched_peek(&sc_shared->sched_remote);
+		idx = sc_sched_peek(&v->remote);
 		*remote = 1;
 	}
-	if(idx < 0)
+	if(idx < 0) {
+		sc_view_put();
 		return -1;
-	p = &sc_shared->topo->pairs[idx];
+	}
+	p = &v->topo->pairs[idx];
 	a = sc_pair_active_index(p);
 	snprintf(pair, plen, "%.*s", p->name.len, p->name.s);
 	snprintf(server, slen, "%.*s", p->srv[a]->name.len, p->srv[a]->name.s);
 	snprintf(uri, ulen, "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
+	sc_view_put();
 	return 0;
 }
 
@@ -930,9 +906,7 @@ int ki_sipcluster_route(sip_msg_t *msg)
 				"its Route set leads outside the cluster");
 	sc_route_reason[0] = '\0';
 	sc_tried_get(&tried);
-	lock_get(&sc_shared->lock);
 	r = sc_pick_pair(&d, &tried);
-	lock_release(&sc_shared->lock);
 	if(r < 0) {
 		update_stat(sc_st_unavailable, 1);
 		unsigned int sup;
@@ -980,12 +954,13 @@ int ki_sipcluster_next(sip_msg_t *msg)
 	sc_tried_get(&tried);
 	sc_route_reason[0] = '\0';
 
+	/* a writer: the member failed us */
 	lock_get(&sc_shared->lock);
 	s = sc_topo_server_by_name(sc_shared->topo, &cur);
 	if(s != NULL) {
 		p = s->pair;
 		sc_pair_hcfg(p, &c);
-		p->h.failovers++;
+		SC_INC(p->h.failovers);
 		/* the member failed us: probe it now */
 		sc_health_suspect(p, &c, s->index, sc_now_ms());
 		partner = (p->nservers == 2) ? 1 - s->index : -1;
@@ -999,9 +974,9 @@ int ki_sipcluster_next(sip_msg_t *msg)
 			r = 0;
 		}
 	}
+	lock_release(&sc_shared->lock);
 	if(r < 0 && !sc_in_dialog(msg))
 		r = sc_pick_pair(&d, &tried);
-	lock_release(&sc_shared->lock);
 	if(r < 0) {
 		if(sc_route_reason[0] == '\0')
 			snprintf(sc_route_reason, sizeof(sc_route_reason),
@@ -1027,8 +1002,8 @@ int ki_sipcluster_next(sip_msg_t *msg)
 	return sc_go(msg, &d);
 }
 
-/* the server a URI points to (by host:port), or NULL; lock held */
-static sc_server_t *sc_uri_server(str *uri)
+/* the server of t a URI points to (by host:port), or NULL */
+static sc_server_t *sc_uri_server(sc_topo_t *t, str *uri)
 {
 	struct sip_uri pu;
 	sc_ip_t ip;
@@ -1039,11 +1014,11 @@ static sc_server_t *sc_uri_server(str *uri)
 	if(sc_ip_parse(pu.host.s, pu.host.len, &ip) < 0)
 		return NULL;
 	port = pu.port_no ? pu.port_no : SC_DEFAULT_PORT;
-	return sc_topo_server_by_addr(sc_shared->topo, &ip, port, 0);
+	return sc_topo_server_by_addr(t, &ip, port, 0);
 }
 
-/* 1 when uri names an element of the cluster (proxy or server); lock held */
-static int sc_uri_in_cluster(str *uri)
+/* 1 when uri names an element of the cluster t (proxy or server) */
+static int sc_uri_in_cluster(sc_topo_t *t, str *uri)
 {
 	struct sip_uri pu;
 	sc_ip_t ip;
@@ -1054,13 +1029,14 @@ static int sc_uri_in_cluster(str *uri)
 	if(sc_ip_parse(pu.host.s, pu.host.len, &ip) < 0)
 		return 0;
 	port = pu.port_no ? pu.port_no : SC_DEFAULT_PORT;
-	return sc_topo_server_by_addr(sc_shared->topo, &ip, port, 0) != NULL
-		   || sc_topo_proxy_by_addr(sc_shared->topo, &ip, port, 0) != NULL;
+	return sc_topo_server_by_addr(t, &ip, port, 0) != NULL
+		   || sc_topo_proxy_by_addr(t, &ip, port, 0) != NULL;
 }
 
 int ki_sipcluster_record_route(sip_msg_t *msg)
 {
 	str *target, param = STR_NULL, callid = STR_NULL;
+	sc_view_t *v;
 	sc_server_t *s;
 	sc_proxy_t *me;
 	char buf[SC_PIN_BUF + SC_FLOW_MAX * 3 + 32], flow[SC_FLOW_MAX + 1];
@@ -1074,27 +1050,26 @@ int ki_sipcluster_record_route(sip_msg_t *msg)
 	trim(&callid);
 	src = sc_msg_src(msg);
 	target = (msg->dst_uri.len > 0) ? &msg->dst_uri : GET_RURI(msg);
-	lock_get(&sc_shared->lock);
+	v = sc_view_get();
 	/* a request from a SIP Server pins to that server's pair, one to a SIP
 	 * Server to the pair of its destination */
-	s = (src == SC_SRC_SERVER) ? sc_src_server(msg) : NULL;
+	s = (src == SC_SRC_SERVER) ? sc_src_server(v->topo, msg) : NULL;
 	if(s == NULL)
-		s = sc_uri_server(target);
+		s = sc_uri_server(v->topo, target);
 	if(s != NULL)
 		n = sc_pin_encode(&s->pair->name, &callid,
-				sc_shared->topo->has_key ? sc_shared->topo->key : NULL, buf,
-				SC_PIN_BUF);
+				v->topo->has_key ? v->topo->key : NULL, buf, SC_PIN_BUF);
 	if(!sc_src_trusted(src) || msg->dst_uri.len > 0)
-		ep_dst = !sc_uri_in_cluster(target);
+		ep_dst = !sc_uri_in_cluster(v->topo, target);
 	/* the data center's Record-Route name, and who holds the flow */
-	me = &sc_shared->topo->proxies[sc_shared->self];
+	me = &v->topo->proxies[v->self];
 	rrh[0] = '\0';
 	if(me->rr_host.len > 0 && me->rr_host.len < (int)sizeof(rrh)) {
 		memcpy(rrh, me->rr_host.s, me->rr_host.len);
 		rrh[me->rr_host.len] = '\0';
 		sid = me->server_id;
 	}
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	if(n < 0)
 		n = 0;
 	/* the endpoint's flow, for later requests towards it: the source of a
@@ -1177,14 +1152,14 @@ static int sc_follow(sip_msg_t *msg, sc_rset_t *rs)
 		/* another proxy: over the transport and port the document names
 		 * for it (how it knows us), whichever of its sockets its
 		 * Record-Route happened to name */
+		sc_view_t *v = sc_view_get();
 		uri[0] = '\0';
-		lock_get(&sc_shared->lock);
-		if(rs->gen == sc_shared->topo_gen && rs->next_proxy >= 0
-				&& rs->next_proxy < sc_shared->topo->nproxies) {
-			sc_proxy_t *px = &sc_shared->topo->proxies[rs->next_proxy];
+		if(rs->gen == v->topo_gen && rs->next_proxy >= 0
+				&& rs->next_proxy < v->topo->nproxies) {
+			sc_proxy_t *px = &v->topo->proxies[rs->next_proxy];
 			snprintf(uri, sizeof(uri), "%.*s", px->uri.len, px->uri.s);
 		}
-		lock_release(&sc_shared->lock);
+		sc_view_put();
 		if(uri[0]) {
 			if(rs->next_handover) {
 				update_stat(sc_st_handed_over, 1);
@@ -1224,15 +1199,15 @@ int ki_sipcluster_loose_route(sip_msg_t *msg)
 	return r ? 1 : 2;
 }
 
-/* the pinned pair an untrusted source's in-dialog request may go to; lock
- * held. NULL when refused, with *code and *why set. */
-static sc_pair_t *sc_pin_pair(
-		sip_msg_t *msg, sc_rset_t *rs, int *code, const char **why)
+/* the pinned pair of view v an untrusted source's in-dialog request may go
+ * to. NULL when refused, with *code and *why set. */
+static sc_pair_t *sc_pin_pair(sc_view_t *v, sip_msg_t *msg, sc_rset_t *rs,
+		int *code, const char **why)
 {
-	sc_topo_t *t = sc_shared->topo;
+	sc_topo_t *t = v->topo;
 	str val, pair, mac, callid;
 	sc_pair_t *p;
-	sc_proxy_t *self = &t->proxies[sc_shared->self];
+	sc_proxy_t *self = &t->proxies[v->self];
 	int mac_ok, local;
 
 	val.s = rs->pin;
@@ -1269,7 +1244,7 @@ static sc_pair_t *sc_pin_pair(
 	mac_ok = sc_pin_verify(&pair, &mac, &callid, t->key);
 	/* a pin we cannot vouch for, to another data center: only where a new
 	 * call would go there too */
-	if(!mac_ok && (sc_sched_ready() < 0 || sc_shared->sched_local.len > 0)) {
+	if(!mac_ok && v->local.len > 0) {
 		*code = 403;
 		*why = "pinned to another data center's pair without a valid MAC";
 		return NULL;
@@ -1280,6 +1255,7 @@ static sc_pair_t *sc_pin_pair(
 int ki_sipcluster_dialog(sip_msg_t *msg)
 {
 	sc_rset_t *rs;
+	sc_view_t *v;
 	sc_server_t *s = NULL;
 	sc_pair_t *p = NULL;
 	char uri[SC_URI_BUF], pb[SC_NAME_MAX + 1], sb[SC_NAME_MAX + 1];
@@ -1304,15 +1280,14 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 	 * the SIP Server the Route set names next, or of the R-URI's */
 	if(parse_sip_msg_uri(msg) < 0)
 		return sc_refuse(msg, 400, "Bad Request-URI", "unparsable R-URI");
-	lock_get(&sc_shared->lock);
+	v = sc_view_get();
 	if(rs->pin[0])
-		p = sc_pin_pair(msg, rs, &code, &why);
+		p = sc_pin_pair(v, msg, rs, &code, &why);
 	if(p == NULL && code == 0) {
 		if(rs->has_next && rs->next_kind == SC_HOP_SERVER)
-			s = sc_topo_server_by_addr(
-					sc_shared->topo, &rs->next_ip, rs->next_port, 0);
+			s = sc_topo_server_by_addr(v->topo, &rs->next_ip, rs->next_port, 0);
 		if(s == NULL)
-			s = sc_uri_server(GET_RURI(msg));
+			s = sc_uri_server(v->topo, GET_RURI(msg));
 		if(s != NULL)
 			p = s->pair;
 		else {
@@ -1322,18 +1297,18 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 		}
 	}
 	if(p == NULL) {
-		lock_release(&sc_shared->lock);
+		sc_view_put();
 		return sc_refuse(
 				msg, code, code == 404 ? "Not Here" : "Forbidden", why);
 	}
 	a = sc_pair_active_index(p);
 	if(s == NULL)
-		s = sc_uri_server(GET_RURI(msg));
+		s = sc_uri_server(v->topo, GET_RURI(msg));
 	retarget = (s == NULL || s != p->srv[a]);
 	snprintf(uri, sizeof(uri), "%.*s", p->srv[a]->uri.len, p->srv[a]->uri.s);
 	snprintf(pb, sizeof(pb), "%.*s", p->name.len, p->name.s);
 	snprintf(sb, sizeof(sb), "%.*s", p->srv[a]->name.len, p->srv[a]->name.s);
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	if(retarget) {
 		update_stat(sc_st_retargeted, 1);
 		LM_DBG("in-dialog %.*s re-targeted to the active member '%s' of "
@@ -1419,9 +1394,8 @@ int ki_sipcluster_check_relay(sip_msg_t *msg)
 	memset(&dip, 0, sizeof(dip));
 	dip.af = ip.af;
 	memcpy(dip.ip, ip.u.addr, ip.len);
-	lock_get(&sc_shared->lock);
-	ok = sc_topo_server_by_addr(sc_shared->topo, &dip, port, 0) != NULL;
-	lock_release(&sc_shared->lock);
+	ok = sc_topo_server_by_addr(sc_view_get()->topo, &dip, port, 0) != NULL;
+	sc_view_put();
 	if(!ok) {
 		char why[128];
 		snprintf(why, sizeof(why),
@@ -1449,8 +1423,21 @@ int ki_sipcluster_seen_request(sip_msg_t *msg)
 	proof = (msg->first_line.u.request.method_value
 					& (METHOD_INVITE | METHOD_SUBSCRIBE | METHOD_REFER))
 			|| sc_in_dialog(msg);
+	/* the common case, the active member in service, without the lock */
+	s = sc_src_server(sc_view_get()->topo, msg);
+	if(s != NULL) {
+		ret = 1;
+		if(!proof || !sc_health_seen_changes(s->pair, s->index)) {
+			SC_INC(s->h.requests);
+			s = NULL;
+		}
+	}
+	sc_view_put();
+	if(s == NULL)
+		return ret;
+	/* news for the state machine: a writer */
 	lock_get(&sc_shared->lock);
-	s = sc_src_server(msg);
+	s = sc_src_server(sc_shared->topo, msg);
 	if(s != NULL) {
 		sc_pair_t *p = s->pair;
 		ret = 1;
@@ -1462,9 +1449,10 @@ int ki_sipcluster_seen_request(sip_msg_t *msg)
 				sc_transition_fill(
 						&tr, p, events, prev, "request received from it");
 		} else {
-			s->h.requests++;
+			SC_INC(s->h.requests);
 		}
 	}
+	sc_view_update();
 	lock_release(&sc_shared->lock);
 	if(events)
 		sc_transition_report(&tr);

@@ -72,6 +72,7 @@ static const char *sc_rpc_list_doc[2] = {
 static void sc_rpc_list(rpc_t *rpc, void *ctx)
 {
 	void *th, *gh, *gah, *xh, *ph, *ah;
+	sc_view_t *v;
 	sc_topo_t *t;
 	int g, i, self;
 	long long now = sc_wall_ms();
@@ -81,15 +82,21 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 		rpc->fault(ctx, 500, "Internal error");
 		return;
 	}
-	/* O(pairs) of formatting: done on a reference, not under the lock that
-	 * every request takes (the live counters are read as they are) */
-	t = sc_topo_ref(&self);
+	/* O(pairs) of formatting: done on the readers' view, without the lock
+	 * (the live counters are read as they are) */
+	v = sc_view_get();
+	t = v->topo;
+	self = v->self;
 	rpc->struct_add(th, "SSSS", "cluster", &t->name, "file", &t->file, "proxy",
 			&t->proxies[self].name, "geo_location", &t->proxies[self].geo);
 	rpc->struct_add(th, "dddduuL", "proxies", t->nproxies, "pairs", t->npairs,
 			"servers", t->nservers, "geo_locations", t->ngeos, "reloads",
 			sc_shared->reloads, "reload_failures", sc_shared->reload_failures,
 			"loaded_at_ms", (long long)sc_shared->loaded_at);
+	/* versions replaced by reloads and state changes that a request may
+	 * still read, and those freed since the start */
+	rpc->struct_add(th, "uu", "retired_pending", SC_RD(sc_shared->rcu.npending),
+			"retired_freed", (unsigned int)SC_RD(sc_shared->rcu.nfreed));
 	if(rpc->struct_add(th, "[", "GEO_LOCATIONS", &gah) < 0)
 		goto done;
 	for(g = 0; g < t->ngeos; g++) {
@@ -133,7 +140,7 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 		}
 	}
 done:
-	sc_topo_unref(t);
+	sc_view_put();
 }
 
 static const char *sc_rpc_reload_doc[2] = {
@@ -200,6 +207,7 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 	}
 	if(ok && events)
 		sc_transition_fill(&tr, p, events, prev, "operator set_state");
+	sc_view_update();
 	lock_release(&sc_shared->lock);
 	if(!ok) {
 		rpc->fault(ctx, 404, "No HA pair or server named '%.*s'", name.len,
@@ -253,13 +261,11 @@ static void sc_rpc_which(rpc_t *rpc, void *ctx)
 
 	if(rpc->scan(ctx, "S", &what) < 1)
 		return;
-	lock_get(&sc_shared->lock);
 	if(what.len == 3 && strncmp(what.s, "new", 3) == 0)
 		r = sc_which_new(pair, sizeof(pair), server, sizeof(server), uri,
 				sizeof(uri), &remote);
 	else
 		r = sc_which_aor(&what, pair, server, uri, sizeof(uri), &remote);
-	lock_release(&sc_shared->lock);
 	if(r < 0) {
 		rpc->fault(ctx, 503, "No SIP Server in service would take it");
 		return;

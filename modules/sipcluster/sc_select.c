@@ -104,9 +104,10 @@ int sc_sched_pick(sc_sched_t *s, int (*tried)(int, void *), void *arg)
 {
 	int k, idx;
 
+	/* the cursor is shared by every process: one atomic step per look */
 	for(k = 0; k < s->len; k++) {
-		idx = s->seq[s->pos];
-		s->pos = (s->pos + 1) % (unsigned int)s->len;
+		idx = s->seq[__atomic_fetch_add(&s->pos, 1, __ATOMIC_RELAXED)
+					 % (unsigned int)s->len];
 		if(tried == NULL || !tried(idx, arg))
 			return idx;
 	}
@@ -117,7 +118,8 @@ int sc_sched_peek(const sc_sched_t *s)
 {
 	if(s->len <= 0)
 		return -1;
-	return s->seq[s->pos % (unsigned int)s->len];
+	return s->seq[__atomic_load_n(&s->pos, __ATOMIC_RELAXED)
+				  % (unsigned int)s->len];
 }
 
 static uint64_t sc_mix(uint64_t x)

@@ -398,11 +398,11 @@ static int sc_sync_send(dmq_peer_t *peer, const char *uri, str *body,
 
 static const char *sc_self_name(char *buf, int len)
 {
-	lock_get(&sc_shared->lock);
-	snprintf(buf, len, "%.*s",
-			sc_shared->topo->proxies[sc_shared->self].name.len,
-			sc_shared->topo->proxies[sc_shared->self].name.s);
-	lock_release(&sc_shared->lock);
+	sc_view_t *v = sc_view_get();
+
+	snprintf(buf, len, "%.*s", v->topo->proxies[v->self].name.len,
+			v->topo->proxies[v->self].name.s);
+	sc_view_put();
 	return buf;
 }
 

@@ -15,6 +15,7 @@
 #include "../../core/str.h"
 #include "sc_health.h"
 #include "sc_codec.h"
+#include "sc_rcu.h"
 
 #define SC_DEFAULT_PORT 5060
 #define SC_ERR_FILE_MAX 256
@@ -143,10 +144,8 @@ typedef struct sc_topo
 	sc_index_t srv_by_name;
 	sc_index_t srv_by_uid; /* built by sc_topo_carry_state() */
 	size_t size;		   /* bytes of the single shm block holding all of it */
-	/* readers that use it without the lock (sipcluster.list) and whether a
-	 * reload replaced it: the last such reader frees it (sc_topo_unref) */
-	int refs;
-	int retired;
+	/* retired by a reload: freed once no reader holds it (sc_rcu.h) */
+	sc_rcu_node_t rcu;
 } sc_topo_t;
 
 /* where and why a cluster document was rejected */

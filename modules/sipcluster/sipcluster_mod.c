@@ -29,6 +29,7 @@
 #include "../../core/mod_fix.h"
 #include "../../core/parser/msg_parser.h"
 #include "../../core/globals.h"
+#include "../../core/pt.h"
 
 #include "sc_mod.h"
 #include "sc_topo.h"
@@ -401,29 +402,93 @@ static int sc_check_topo(sc_topo_t *t, char *msg, int len)
 	return self;
 }
 
-sc_topo_t *sc_topo_ref(int *self)
-{
-	sc_topo_t *t;
+/* ---- the read side: views (see sc_rcu.h) ---- */
 
-	lock_get(&sc_shared->lock);
-	t = sc_shared->topo;
-	t->refs++;
-	if(self)
-		*self = sc_shared->self;
-	lock_release(&sc_shared->lock);
-	return t;
+static int sc_view_depth = 0; /* per process */
+static sc_view_t *sc_view_cur = NULL;
+
+sc_view_t *sc_view_get(void)
+{
+	if(sc_view_depth++ == 0) {
+		sc_rcu_enter(&sc_shared->rcu, process_no);
+		sc_view_cur = SC_DEREF(sc_shared->view);
+	}
+	return sc_view_cur;
 }
 
-void sc_topo_unref(sc_topo_t *t)
+void sc_view_put(void)
 {
-	int gone;
+	if(sc_view_depth <= 0) {
+		LM_BUG("sc_view_put() without sc_view_get()\n");
+		return;
+	}
+	if(--sc_view_depth == 0) {
+		sc_view_cur = NULL;
+		sc_rcu_exit(&sc_shared->rcu, process_no);
+	}
+}
 
-	lock_get(&sc_shared->lock);
-	t->refs--;
-	gone = (t->retired && t->refs == 0);
-	lock_release(&sc_shared->lock);
-	if(gone)
-		sc_topo_free(t);
+static void sc_view_free(void *v)
+{
+	shm_free(v);
+}
+
+static void sc_topo_free_v(void *t)
+{
+	sc_topo_free((sc_topo_t *)t);
+}
+
+int sc_view_publish(sc_topo_t *old_topo)
+{
+	sc_topo_t *t = sc_shared->topo;
+	sc_view_t *v, *old = sc_shared->view;
+	int cap = SC_SCHED_MAX + t->npairs + 1;
+	sc_proxy_t *self = &t->proxies[sc_shared->self];
+
+	/* a topology replaced before any reader saw it (an earlier publish
+	 * failed): only writers, under the lock, ever read it */
+	if(old_topo != NULL && old_topo != t
+			&& (old == NULL || old->topo != old_topo))
+		sc_topo_free(old_topo);
+	v = shm_malloc(sizeof(sc_view_t) + 2 * cap * sizeof(int));
+	if(v == NULL) {
+		SHM_MEM_ERROR;
+		/* readers keep the old view (and its topology); the pinger
+		 * retries */
+		sc_shared->view_dirty = 1;
+		return -1;
+	}
+	memset(v, 0, sizeof(*v));
+	v->topo = t;
+	v->self = sc_shared->self;
+	v->topo_gen = sc_shared->topo_gen;
+	v->local.seq = (int *)(v + 1);
+	v->remote.seq = v->local.seq + cap;
+	/* the cursors go on where they were */
+	if(old != NULL) {
+		v->local.pos = SC_RD(old->local.pos);
+		v->remote.pos = SC_RD(old->remote.pos);
+	}
+	sc_sched_build(&v->local, t, &self->geo, 1);
+	sc_sched_build(&v->remote, t, &self->geo, 0);
+	SC_PUBLISH(sc_shared->view, v);
+	sc_shared->view_dirty = 0;
+	if(old != NULL) {
+		if(old->topo != t)
+			sc_rcu_retire(&sc_shared->rcu, &old->topo->rcu, old->topo,
+					sc_topo_free_v);
+		sc_rcu_retire(&sc_shared->rcu, &old->rcu, old, sc_view_free);
+	}
+	sc_rcu_reclaim(&sc_shared->rcu);
+	return 0;
+}
+
+void sc_view_update(void)
+{
+	if(sc_shared->view_dirty)
+		sc_view_publish(NULL);
+	else
+		sc_rcu_reclaim(&sc_shared->rcu);
 }
 
 int sc_check_file(const char *file, char *msg, int msglen)
@@ -477,17 +542,13 @@ int sc_reload(char *msg, int msglen)
 	}
 	sc_shared->topo = nt;
 	sc_shared->self = self;
-	sc_shared->gen++;
 	sc_shared->topo_gen++;
 	sc_shared->reloads++;
 	sc_shared->loaded_at = sc_wall_ms();
-	if(old->refs > 0) {
-		old->retired = 1; /* its last reader frees it */
-		old = NULL;
-	}
+	/* readers move to the new topology; the old one is freed once the last
+	 * request that read it is done */
+	sc_view_publish(old);
 	lock_release(&sc_shared->lock);
-	if(old)
-		sc_topo_free(old);
 	update_stat(sc_st_reloads, 1);
 	LM_NOTICE("cluster '%.*s' reloaded from %s: %d proxies, %d HA pairs, %d "
 			  "servers\n",
@@ -587,6 +648,10 @@ static int mod_init(void)
 	sc_shared->self = self;
 	sc_shared->topo_gen = 1;
 	sc_shared->loaded_at = sc_wall_ms();
+	/* reader slots are added at PROC_INIT, when the process count is known */
+	sc_rcu_init(&sc_shared->rcu, NULL, 0);
+	if(sc_view_publish(NULL) < 0)
+		return -1;
 	if(sc_geo_location.len == 0) {
 		/* a private copy: the topology block is freed on reload */
 		sc_geo_location.s = pkg_malloc(t->proxies[self].geo.len + 1);
@@ -648,6 +713,17 @@ static int mod_init(void)
 
 static int child_init(int rank)
 {
+	if(rank == PROC_INIT) {
+		/* one read slot per process (process_no), before any fork */
+		int n = get_max_procs();
+		unsigned long *slots = shm_mallocxz(n * sizeof(unsigned long));
+		if(slots == NULL) {
+			SHM_MEM_ERROR;
+			return -1;
+		}
+		sc_shared->rcu.slots = slots;
+		sc_shared->rcu.nslots = n;
+	}
 	if(sc_reg_child_init(rank) < 0)
 		return -1;
 	if(rank != PROC_MAIN)
@@ -674,13 +750,15 @@ static void mod_destroy(void)
 	sc_sync_destroy();
 	if(sc_shared == NULL)
 		return;
+	sc_rcu_drain(&sc_shared->rcu);
+	if(sc_shared->view)
+		shm_free(sc_shared->view);
+	sc_shared->view = NULL;
 	if(sc_shared->topo)
 		sc_topo_free(sc_shared->topo);
 	sc_shared->topo = NULL;
-	if(sc_shared->sched_local.seq)
-		shm_free(sc_shared->sched_local.seq);
-	if(sc_shared->sched_remote.seq)
-		shm_free(sc_shared->sched_remote.seq);
+	if(sc_shared->rcu.slots)
+		shm_free(sc_shared->rcu.slots);
 	lock_destroy(&sc_shared->lock);
 	shm_free(sc_shared);
 	sc_shared = NULL;
@@ -688,15 +766,16 @@ static void mod_destroy(void)
 
 static counter_val_t sc_stat_pairs_oos(void)
 {
+	sc_topo_t *t;
 	int i, n = 0;
 
 	if(sc_shared == NULL)
 		return 0;
-	lock_get(&sc_shared->lock);
-	for(i = 0; i < sc_shared->topo->npairs; i++)
-		if(!sc_pair_usable(&sc_shared->topo->pairs[i]))
+	t = sc_view_get()->topo;
+	for(i = 0; i < t->npairs; i++)
+		if(!sc_pair_usable(&t->pairs[i]))
 			n++;
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	return n;
 }
 
@@ -709,9 +788,10 @@ void sc_transition_fill(sc_transition_t *tr, sc_pair_t *p, int events,
 	int quiet = p->h.alarm_quiet;
 
 	memset(tr, 0, sizeof(*tr));
-	/* the set of pairs that can take traffic changed: rebuild schedules */
+	/* the set of pairs that can take traffic changed: new schedules,
+	 * published once by the writer before it unlocks (sc_view_update) */
 	if(events & (SC_EV_DOWN | SC_EV_UP))
-		sc_shared->gen++;
+		sc_shared->view_dirty = 1;
 	tr->events = events;
 	tr->usable = sc_pair_usable(p);
 	snprintf(tr->pair, sizeof(tr->pair), "%.*s", p->name.len, p->name.s);

@@ -285,6 +285,8 @@ class TestHostileTraffic(unittest.TestCase):
              "-m", "500", "-r", "20", "-d", "500", "-timeout", "120",
              "-trace_stat", "-stf", os.path.join(RUNS, "hostile", "good.csv"),
              "%s:%d" % P1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # a failed assertion below must not leave SIPp holding its port
+        self.addCleanup(lambda: load.poll() is None and load.kill())
         time.sleep(3)
         self.flood(5000)
         # a TCP endpoint registers and is reached mid-attack

@@ -11,8 +11,8 @@ import time
 import unittest
 
 from harness import (RUNS, SIPP_UAC, Call, Cluster, kamcmd, parse_kamcmd, reply_code,
-                     sip_request, sipp, wait_until, cluster_xml, pair_xml,
-                     proxy_xml)
+                     shm_used, sip_request, sipp, wait_until, cluster_xml,
+                     pair_xml, proxy_xml)
 
 B = "127.23"
 P1, P2, P3, P4 = (B + ".0.1", 5060), (B + ".0.2", 5060), (B + ".0.3", 5060), (B + ".0.4", 5060)
@@ -343,6 +343,61 @@ class TestRouting(unittest.TestCase):
         self.c.stop("p3")
         self.c.start_proxy("p3", TIMERS)
         self.assertEqual(self.c.pairs("p3")["n1"]["admin"], "out-of-service")
+
+    def test_93_reloads_and_state_changes_under_load(self):
+        # requests read the topology and the schedules without a lock while
+        # reloads and pair state changes replace them: no call fails or
+        # goes astray, and every replaced version is freed afterwards
+        p1 = self.c.rundir("p1")
+        t0 = self.c.topo("p1")
+        freed0 = int(t0["retired_freed"])
+        shm0 = shm_used(p1)
+        log = os.path.join(RUNS, "routing", "churn.log")
+        if os.path.exists(log):
+            os.unlink(log)
+        before = self.counts()
+        proc = subprocess.Popen(
+            ["sipp", "-nostdin", "-sf", SIPP_UAC, "-i", B + ".9.16", "-p", "0",
+             "-m", "1500", "-r", "150", "-d", "100", "-timeout", "90",
+             "-trace_logs", "-log_file", log, "%s:%d" % P1],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reloads = flips = 0
+        deadline = time.time() + 60
+        while proc.poll() is None and time.time() < deadline and reloads < 200:
+            self.c.write(doc(w1=1 + reloads % 3))
+            kamcmd(p1, "sipcluster.reload")
+            reloads += 1
+            kamcmd(p1, "sipcluster.set_state", "n2",
+                   "out-of-service" if flips % 2 == 0 else "auto")
+            flips += 1
+        if flips % 2:
+            kamcmd(p1, "sipcluster.set_state", "n2", "auto")
+            flips += 1
+        out, _ = proc.communicate(timeout=120)
+        served = re.findall(r"SERVED \S+ (\S+)", open(log).read())
+        d = self.delta(before, self.counts())
+        print("\n    1500 calls at 150/s with %d reloads and %d drains/undrains: "
+              "exit %d, served %s" % (reloads, flips, proc.returncode,
+                                      {s: served.count(s) for s in sorted(set(served))}),
+              end=" ", flush=True)
+        self.assertEqual(proc.returncode, 0, out[-3000:])
+        self.assertEqual(len(served), 1500)
+        self.assertGreater(reloads, 10)
+        # only the local active members took calls
+        self.assertEqual(d["a1"] + d["a2"], 1500, d)
+        self.assertEqual(d["b1"] + d["b2"] + d["a3"], 0, d)
+        # every reload retired a view and a topology, every drain a view
+        # (the undrain after a reload changes nothing: the reload already
+        # applied the document's admin state): all freed once the last
+        # request let go
+        def reclaimed():
+            t = self.c.topo("p1")
+            return (int(t["retired_pending"]) == 0
+                    and int(t["retired_freed"]) - freed0 >= 2 * reloads + flips // 2)
+        self.assertTrue(wait_until(reclaimed, 10), self.c.topo("p1"))
+        # and the memory with them (transactions gone after tm's wait timer)
+        self.assertTrue(wait_until(lambda: shm_used(p1) - shm0 < 256 * 1024, 20),
+                        (shm0, shm_used(p1)))
 
     def test_9_overload_control(self):
         # p4 allows 10 new INVITEs per second: 5/s passes, 40/s does not

@@ -9,6 +9,7 @@ Suite *health_suite(void);
 Suite *select_suite(void);
 Suite *codec_suite(void);
 Suite *sync_suite(void);
+Suite *rcu_suite(void);
 
 int main(void)
 {
@@ -20,6 +21,7 @@ int main(void)
 	srunner_add_suite(sr, select_suite());
 	srunner_add_suite(sr, codec_suite());
 	srunner_add_suite(sr, sync_suite());
+	srunner_add_suite(sr, rcu_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
