@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
 #include <strings.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -303,6 +304,19 @@ static unsigned int sc_hash_bytes(const void *p, int len)
 
 	for(i = 0; i < len; i++) {
 		h ^= c[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/* the same over a host name, case-insensitive */
+static unsigned int sc_hash_lower(const char *p, int len)
+{
+	unsigned int h = 2166136261u;
+	int i;
+
+	for(i = 0; i < len; i++) {
+		h ^= (unsigned char)tolower((unsigned char)p[i]);
 		h *= 16777619u;
 	}
 	return h;
@@ -722,8 +736,8 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 			 + SC_ALIGN(ns * sizeof(sc_server_t))
 			 + SC_ALIGN((nb > 0 ? nb : 1) * sizeof(sc_sbc_t))
 			 + SC_ALIGN((np + nh) * sizeof(str)) + SC_ALIGN(strlen(file) + 1)
-			 + 3 * sc_index_bytes(ns) + sc_index_bytes(np) + sc_index_bytes(nh)
-			 + sc_index_bytes(nb) + 64;
+			 + 3 * sc_index_bytes(ns) + 2 * sc_index_bytes(np)
+			 + sc_index_bytes(nh) + sc_index_bytes(nb) + 64;
 	a.p = shm_malloc(total);
 	if(a.p == NULL) {
 		sc_err_set(err, file, 0, "out of shared memory (%lu bytes needed)",
@@ -743,6 +757,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 			|| sc_index_alloc(&a, &t->srv_by_name, ns) < 0
 			|| sc_index_alloc(&a, &t->srv_by_uid, ns) < 0
 			|| sc_index_alloc(&a, &t->px_by_ip, np) < 0
+			|| sc_index_alloc(&a, &t->px_by_rr, np) < 0
 			|| sc_index_alloc(&a, &t->sbc_by_ip, nb) < 0
 			|| sc_index_alloc(&a, &t->pair_by_name, nh) < 0)
 		goto oom;
@@ -855,8 +870,15 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 		sc_index_add(&t->srv_by_name,
 				sc_hash_bytes(t->servers[i].name.s, t->servers[i].name.len), i);
 	}
-	for(i = 0; i < np; i++)
+	for(i = 0; i < np; i++) {
 		sc_index_add(&t->px_by_ip, sc_hash_ip(&t->proxies[i].ip), i);
+		if(t->proxies[i].rr_host.len > 0)
+			sc_index_add(&t->px_by_rr,
+					sc_hash_lower(
+							t->proxies[i].rr_name.s, t->proxies[i].rr_name.len),
+					i);
+		t->px_by_sid[t->proxies[i].server_id & 0xff] = i + 1;
+	}
 	for(i = 0; i < nb; i++)
 		sc_index_add(&t->sbc_by_ip, sc_hash_ip(&t->sbcs[i].ip), i);
 	for(i = 0; i < nh; i++)
@@ -986,20 +1008,27 @@ sc_proxy_t *sc_topo_proxy_by_name(sc_topo_t *t, const str *name)
 sc_proxy_t *sc_topo_proxy_by_id(sc_topo_t *t, int server_id)
 {
 	int i;
-	for(i = 0; t && i < t->nproxies; i++)
-		if(t->proxies[i].server_id == server_id)
-			return &t->proxies[i];
-	return NULL;
+
+	if(t == NULL || server_id < 1 || server_id > 255)
+		return NULL;
+	i = t->px_by_sid[server_id] - 1;
+	return (i >= 0 && t->proxies[i].server_id == server_id) ? &t->proxies[i]
+															: NULL;
 }
 
 sc_proxy_t *sc_topo_proxy_by_rr_host(sc_topo_t *t, const str *host, int port)
 {
-	int i;
-	for(i = 0; t && host && i < t->nproxies; i++)
-		if(t->proxies[i].rr_host.len > 0 && t->proxies[i].rr_port == port
+	int i, best = -1;
+
+	if(t == NULL || host == NULL || host->len <= 0)
+		return NULL;
+	/* the chain holds later proxies first: keep the first in the document */
+	for(i = sc_index_first(&t->px_by_rr, sc_hash_lower(host->s, host->len));
+			i >= 0; i = t->px_by_rr.next[i])
+		if(t->proxies[i].rr_port == port
 				&& sc_str_caseeq(&t->proxies[i].rr_name, host))
-			return &t->proxies[i];
-	return NULL;
+			best = i;
+	return best >= 0 ? &t->proxies[best] : NULL;
 }
 
 sc_pair_t *sc_topo_pair_by_name(sc_topo_t *t, const str *name)

@@ -139,6 +139,8 @@ typedef struct sc_topo
 	/* per-packet look-ups are hashed, not scanned */
 	sc_index_t srv_by_ip;
 	sc_index_t px_by_ip;
+	sc_index_t px_by_rr; /* proxies with an rr-host, by its host name */
+	int px_by_sid[256];	 /* server_id -> proxy index + 1 (0: none) */
 	sc_index_t sbc_by_ip;
 	sc_index_t pair_by_name;
 	sc_index_t srv_by_name;

@@ -413,7 +413,12 @@ START_TEST(test_rr_host)
 	h.len = 0;
 	ck_assert_ptr_null(sc_topo_proxy_by_rr_host(t, &h, 0));
 	ck_assert_ptr_eq(sc_topo_proxy_by_id(t, 10), &t->proxies[2]);
+	ck_assert_ptr_eq(sc_topo_proxy_by_id(t, 8), &t->proxies[0]);
+	ck_assert_ptr_eq(sc_topo_proxy_by_id(t, 11), &t->proxies[3]);
 	ck_assert_ptr_null(sc_topo_proxy_by_id(t, 12));
+	ck_assert_ptr_null(sc_topo_proxy_by_id(t, 0));
+	ck_assert_ptr_null(sc_topo_proxy_by_id(t, 256));
+	ck_assert_ptr_null(sc_topo_proxy_by_id(t, -1));
 	sc_topo_free(t);
 }
 END_TEST
