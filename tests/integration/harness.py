@@ -67,8 +67,11 @@ def make_location_db(path):
     """a fresh SQLite file with Kamailio's usrloc schema (what
     sipcluster-proxy start creates for each proxy); the DB_URL define"""
     schema = "/usr/share/kamailio/db_sqlite"
-    if os.path.exists(path):
-        os.unlink(path)
+    # with the WAL and shared-memory index a killed proxy leaves behind,
+    # sqlite3 would not create a fresh database at the same path
+    for f in (path, path + "-wal", path + "-shm"):
+        if os.path.exists(f):
+            os.unlink(f)
     sql = ""
     for f in ("standard-create.sql", "usrloc-create.sql"):
         with open(os.path.join(schema, f)) as fh:
