@@ -520,13 +520,13 @@ def m_scale(sysm):
     target = "%s:5060" % sysm.proxy_addr(1)
     time.sleep(1)
     shm0 = shm_used(b)
-    rate = int(os.environ.get("BENCH_SCALE_RATE", "1000"))
+    rate = int(os.environ.get("BENCH_SCALE_RATE", "500"))
     stat = os.path.join(sysm.dir, "scale.csv")
     t0 = time.monotonic()
     ok, failed, rc = sipp_run(["-sf", SIPP_REG, "-s", "scale", "-au", "scale", "-ap", "secret",
                                "-i", sysm.b + ".9.6", "-p", "0", "-m", SCALE_N, "-r", rate,
-                               "-l", 2000, "-timeout", SCALE_N // 400 + 60, target], stat,
-                              SCALE_N // 400 + 90)
+                               "-l", 2000, "-timeout", SCALE_N // rate + 60, target], stat,
+                              SCALE_N // rate + 90)
     took = time.monotonic() - t0
     wait_until(lambda: registered(b) >= ok, 30, 0.5)
     time.sleep(6)  # transactions drained (wait timer)
@@ -602,6 +602,13 @@ def main():
     t0 = time.monotonic()
     ours, base = System("sipcluster"), System("baseline")
     r = {}
+    saved = os.path.join(RUN, "results.pickle")
+    if os.environ.get("BENCH_REPORT_ONLY"):
+        # write docs/benchmarks.md again from the last complete run's figures
+        import pickle
+        with open(saved, "rb") as f:
+            r, sel, took = pickle.load(f)
+        return report(r, sel, took)
     try:
         for name, fn in (("throughput", m_throughput), ("saturation", m_saturation),
                          ("register", m_register), ("switchover", m_switchover),
@@ -622,6 +629,13 @@ def main():
         pprint.pprint(r)
         log("BENCH_ONLY: docs/benchmarks.md not written")
         return
+    import pickle
+    with open(saved, "wb") as f:
+        pickle.dump((r, sel, time.monotonic() - t0), f)
+    report(r, sel, time.monotonic() - t0)
+
+
+def report(r, sel, took):
     o, b = "sipcluster", "baseline"
     T, R, S, C = (r[("throughput", o)], r[("throughput", b)]), \
         (r[("register", o)], r[("register", b)]), \
@@ -683,7 +697,7 @@ def main():
                   for k, res in (("sipcluster", Z[0]), ("baseline", Z[1]))
                   for what, key in (("calls", "calls"), ("REGISTER", "regs"))
                   for (rate, ok, pct, pcpu, lcpu, drops) in res[key])
-    elapsed = time.monotonic() - t0
+    elapsed = took
     doc = """# Benchmarks: sipcluster vs. a tuned stock Kamailio cluster
 
 Written by `make bench` (bench/bench.py) on %s, in %.0f s.
@@ -711,7 +725,7 @@ Saturation steps (%d s each; the proxy alone on CPU %s with %d children,
 SIPp and the stand-ins on CPU %s; proxy CPU = its processes' CPU time over
 the step's length, load CPU = how busy CPU %s was, UDP drops = datagrams
 the kernel dropped for a full socket receive buffer, /proc/net/snmp; a
-step that loses >= 0.1 % is run a second time before it counts, and where
+step that loses >= 0.1 %% is run a second time before it counts, and where
 the first rate already loses the search steps down from it):
 
 | system | load | rate/s | completed | lost | proxy CPU | load CPU | UDP drops |
