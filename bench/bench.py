@@ -11,6 +11,7 @@ BENCH_SCALE_N=100000.
 """
 
 import os
+import pickle
 import platform
 import re
 import shutil
@@ -605,7 +606,6 @@ def main():
     saved = os.path.join(RUN, "results.pickle")
     if os.environ.get("BENCH_REPORT_ONLY"):
         # write docs/benchmarks.md again from the last complete run's figures
-        import pickle
         with open(saved, "rb") as f:
             r, sel, took = pickle.load(f)
         return report(r, sel, took)
@@ -629,7 +629,6 @@ def main():
         pprint.pprint(r)
         log("BENCH_ONLY: docs/benchmarks.md not written")
         return
-    import pickle
     with open(saved, "wb") as f:
         pickle.dump((r, sel, time.monotonic() - t0), f)
     report(r, sel, time.monotonic() - t0)
@@ -697,7 +696,6 @@ def report(r, sel, took):
                   for k, res in (("sipcluster", Z[0]), ("baseline", Z[1]))
                   for what, key in (("calls", "calls"), ("REGISTER", "regs"))
                   for (rate, ok, pct, pcpu, lcpu, drops) in res[key])
-    elapsed = took
     doc = """# Benchmarks: sipcluster vs. a tuned stock Kamailio cluster
 
 Written by `make bench` (bench/bench.py) on %s, in %.0f s.
@@ -762,7 +760,7 @@ How each figure is taken:
 6. Selection: `bench/bench_select` over the module's own selection code;
    sipcluster picks from a precomputed SWRR cycle, the baseline column shows
    the classic O(n) SWRR step for reference.
-""" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), elapsed, machine(),
+""" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), took, machine(),
        CHILDREN, SHM, table, STEP, steps, SAT_STEP, PROXY_CPU, SAT_CHILDREN, LOAD_CPU,
        LOAD_CPU, sat, 4000, SCALE_N, SAT_CHILDREN)
     os.makedirs(os.path.join(TOP, "docs"), exist_ok=True)
@@ -770,7 +768,7 @@ How each figure is taken:
         f.write(doc)
     print()
     print(table)
-    print("written to docs/benchmarks.md (%.0f s)" % elapsed)
+    print("written to docs/benchmarks.md (%.0f s)" % took)
 
 
 if __name__ == "__main__":
