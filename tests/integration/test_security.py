@@ -231,6 +231,11 @@ class TestNoRelay(unittest.TestCase):
     def bindings(self, user):
         return ul_dump(self.c.rundir("p1")).get(user, [])
 
+    def live_bindings(self, user):
+        """bindings lookup() would return: usrloc's write-back mode keeps a
+        removed one, marked "Expires: deleted", until its next timer run"""
+        return [b for b in self.bindings(user) if b.get("Expires") != "deleted"]
+
     def test_06_unregister_is_not_a_refresh(self):
         ep = self.reg_ep("unreg1")
         other = "<sip:unreg1@127.25.99.9:5070>;expires=3600"
@@ -239,7 +244,7 @@ class TestNoRelay(unittest.TestCase):
         r = ep._register_once(0)
         self.assertEqual(reply_code(r), 200, r)
         time.sleep(0.3)
-        self.assertEqual(self.bindings("unreg1"), [], "expires=0 refreshed a binding")
+        self.assertEqual(self.live_bindings("unreg1"), [], "expires=0 refreshed a binding")
 
     def test_07_reply_expires_header_does_not_override_contact_zero(self):
         # the request's contact says expires=0; the 200 does not list it and
@@ -251,7 +256,7 @@ class TestNoRelay(unittest.TestCase):
         r = ep._register_once(0, cparams=";expires=0", expires_hdr=False)
         self.assertEqual(reply_code(r), 200, r)
         time.sleep(0.3)
-        self.assertEqual(self.bindings("unreg2"), [])
+        self.assertEqual(self.live_bindings("unreg2"), [])
 
     def test_08_bad_expires_values(self):
         ep = self.reg_ep("unreg3")
