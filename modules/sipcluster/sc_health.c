@@ -10,7 +10,11 @@
  *    member to answer alive becomes the active member; back to CHECK.
  *  - When every eligible member missed in the current FORCE episode the pair
  *    is out of service; probing goes on in FORCE mode.
- *  - A request received from a member makes it the active member at once.
+ *  - A request received from a member (a claim: it says it is active) makes
+ *    it the next member probed, at once; only its alive answer makes it
+ *    the active member (a request's source address can be spoofed). A
+ *    failed claim probe in CHECK mode changes nothing but the member's
+ *    statistics.
  *  - Operator overrides: pair admin ACTIVE/OOS, server admin ACTIVE/OOS.
  *
  * This file is part of sipcluster, a Kamailio module.
@@ -60,6 +64,9 @@ void sc_health_reset(sc_pair_t *p, long long now)
 	h->ping_srv = -1;
 	h->probe_next = 0;
 	h->missed = 0;
+	h->claim = -1;
+	h->ping_claim = 0;
+	h->claim_at = 0;
 }
 
 static void sc_set_active(sc_pair_t *p, int i, long long wall, int *events)
@@ -121,6 +128,13 @@ static void sc_miss(
 	h->ping_srv = -1;
 	/* the next ping goes out when this one's time is up */
 	h->next_ping = h->ping_deadline;
+	if(h->ping_claim) {
+		h->ping_claim = 0;
+		/* a claim that did not hold: the active member still answers its
+		 * own probes, nothing changes (a spoofed request) */
+		if(h->mode == SC_MODE_CHECK && h->state == SC_PAIR_IN_SERVICE)
+			return;
+	}
 	if(sc_forced(p) >= 0) {
 		/* the operator decides who is active: only keep statistics */
 		return;
@@ -145,15 +159,22 @@ int sc_health_tick(sc_pair_t *p, const sc_hcfg_t *c, long long now,
 		return 0;
 	if(h->ping_srv >= 0 && now >= h->ping_deadline)
 		sc_miss(p, h->ping_srv, SC_CODE_TIMEOUT, wall, events);
-	if(c->check <= 0 && h->mode == SC_MODE_CHECK)
-		return 0; /* checking disabled */
+	if(c->check <= 0 && h->mode == SC_MODE_CHECK && h->claim < 0)
+		return 0; /* checking disabled (a claim is still verified) */
 	if(h->ping_srv >= 0 || now < h->next_ping)
 		return 0;
 
 	forced = sc_forced(p);
+	h->ping_claim = 0;
 	if(forced >= 0)
 		target = forced;
-	else if(h->mode == SC_MODE_CHECK)
+	else if(h->claim >= 0 && h->claim < p->nservers
+			&& sc_eligible(p, h->claim)) {
+		/* a request claimed this member active: probe it first */
+		target = h->claim;
+		h->ping_claim = 1;
+		h->claim_at = now;
+	} else if(h->mode == SC_MODE_CHECK)
 		target = h->active;
 	else
 		target = h->probe_next;
@@ -166,10 +187,11 @@ int sc_health_tick(sc_pair_t *p, const sc_hcfg_t *c, long long now,
 		}
 		target = sc_other(p, target);
 	}
+	h->claim = -1;
 	h->ping_seq++;
 	h->ping_srv = target;
 	h->ping_sent = now;
-	h->ping_deadline = now + sc_ping_timeout(p, c);
+	h->ping_deadline = now + (h->ping_claim ? c->force : sc_ping_timeout(p, c));
 	p->srv[target]->h.pings++;
 	ping->srv = target;
 	ping->seq = h->ping_seq;
@@ -197,6 +219,7 @@ int sc_health_result(sc_pair_t *p, const sc_hcfg_t *c, int srv,
 	s->h.last_answer = wall;
 	s->h.rtt = (int)(now - h->ping_sent);
 	h->ping_srv = -1;
+	h->ping_claim = 0;
 	h->next_ping = h->ping_sent + (c->check > 0 ? c->check : c->force);
 	if(sc_forced(p) >= 0)
 		return 1;
@@ -215,22 +238,27 @@ int sc_health_seen_request(
 	sc_pair_health_t *h = &p->h;
 	int forced;
 
+	(void)wall;
+	(void)events;
 	if(srv < 0 || srv >= p->nservers)
 		return 0;
 	SC_INC(p->srv[srv]->h.requests);
 	if(!sc_eligible(p, srv))
 		return 0;
 	forced = sc_forced(p);
-	if(forced >= 0 && forced != srv)
-		return 0;
+	if(forced >= 0)
+		return 0; /* the operator decides */
 	if(h->active == srv && h->mode == SC_MODE_CHECK
 			&& h->state == SC_PAIR_IN_SERVICE)
 		return 0;
-	sc_set_active(p, srv, wall, events);
-	/* a request proves it alive: the outstanding ping no longer matters */
-	h->ping_srv = -1;
-	h->ping_seq++;
-	h->next_ping = now;
+	if(h->ping_srv == srv || h->claim == srv)
+		return 1; /* its probe is on its way: its answer decides */
+	if(h->claim_at != 0 && now - h->claim_at < SC_CLAIM_MIN_MS
+			&& now >= h->claim_at)
+		return 0; /* one claim probe per pair and second */
+	h->claim = srv;
+	if(h->ping_srv < 0)
+		h->next_ping = now;
 	return 1;
 }
 

@@ -73,6 +73,10 @@ typedef struct sc_pair_health
 	long long alarm_at;		 /* wall-clock ms of the last [40001] logged */
 	unsigned int alarm_held; /* out-of-service alarms held back since */
 	int alarm_quiet;		 /* the last one was held back (and its UP) */
+	int claim;			 /* member a request claimed active, to probe next
+						  * (-1 none) */
+	int ping_claim;		 /* the outstanding ping verifies a claim */
+	long long claim_at;	 /* monotonic ms of the last claim probe sent */
 } sc_pair_health_t;
 
 struct sc_pair;
@@ -113,7 +117,15 @@ int sc_health_result(struct sc_pair *p, const sc_hcfg_t *c, int srv,
 		unsigned int seq, int code, int alive, long long now, long long wall,
 		int *events);
 
-/* A SIP request arrived from member srv: it is active (switchover). */
+/* A dialog-forming SIP request arrived from member srv: it claims to be
+ * the active one (a switchover). A claim is never believed on its own (one
+ * spoofed UDP packet would move a pair): it makes member srv the next one
+ * probed, at once, with the oos_force timeout, and only an alive answer
+ * makes it active (sc_health_result). A claim probe that fails changes no
+ * mode in CHECK mode (the active member still answers). One claim probe
+ * per pair per SC_CLAIM_MIN_MS at most. Returns 1 when a probe was asked
+ * for (or one of srv is outstanding), 0 when nothing is to be done. */
+#define SC_CLAIM_MIN_MS 1000
 int sc_health_seen_request(
 		struct sc_pair *p, int srv, long long now, long long wall, int *events);
 

@@ -98,6 +98,10 @@ static void sc_ping_outcome(
 		p = s->pair;
 		sc_pair_hcfg(p, &c);
 		prev = sc_pair_active_index(p);
+		if(alive && p->h.ping_claim && p->h.ping_srv == s->index
+				&& p->h.ping_seq == seq)
+			snprintf(reason, sizeof(reason),
+					"request received from it, confirmed by OPTIONS %d", code);
 		taken = sc_health_result(p, &c, s->index, seq, code, alive, sc_now_ms(),
 				sc_wall_ms(), &events);
 		if(events)

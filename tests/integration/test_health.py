@@ -116,7 +116,7 @@ class TestHealth(unittest.TestCase):
         self.assertEqual(n1["SERVERS"]["b"]["last_code"], "503")
         self.assertEqual(n1["switchovers"], "0")
 
-    def test_request_from_backup_flips_at_once(self):
+    def test_request_from_backup_flips_once_it_answers(self):
         self.c.set_shv("b", "active", 1)  # both answer: only a request tells
         time.sleep(1.2)
         self.assertEqual(self.n1()["active"], "a")
@@ -147,8 +147,8 @@ class TestHealth(unittest.TestCase):
         n1 = self.n1()
         self.assertEqual(n1["switchovers"], "1")
         self.assertGreaterEqual(int(n1["SERVERS"]["b"]["requests"]), 1)
-        self.assertIn("member 'b' (%s.1.12:5060) is now active, was 'a' (request received from it)"
-                      % B, self.c.log("px"))
+        self.assertIn("member 'b' (%s.1.12:5060) is now active, was 'a' (request received "
+                      "from it, confirmed by OPTIONS 200)" % B, self.c.log("px"))
         # it stays active: it answers the pings
         time.sleep(2.5)
         self.assertEqual(self.n1()["active"], "b")

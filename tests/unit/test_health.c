@@ -346,36 +346,127 @@ START_TEST(test_checking_disabled)
 }
 END_TEST
 
+/* a request from the backup is a claim: the backup is probed at once and
+ * becomes active only when it answers */
 START_TEST(test_request_from_backup_flips)
 {
 	unsigned int seq;
 
 	ck_assert_int_eq(tick(P, 0, &seq), 0);
+	ck_assert_int_eq(answer(P, 0, seq, 200, 5), 1);
 	/* a request from the active member changes nothing */
 	ck_assert_int_eq(sc_health_seen_request(P, 0, 10, 10, &EV), 0);
 	ck_assert_int_eq(EV, 0);
-	/* one from the backup makes it active at once */
+	/* one from the backup: nothing moves yet, the backup is probed next,
+	 * at once (not at the next check), with the force timeout */
 	ck_assert_int_eq(sc_health_seen_request(P, 1, 20, 20, &EV), 1);
+	ck_assert_int_eq(EV, 0);
+	ck_assert_int_eq(sc_pair_active_index(P), 0);
+	ck_assert_uint_eq(P->srv[1]->h.requests, 1);
+	ck_assert_int_eq(tick(P, 20, &seq), 1);
+	ck_assert_int_eq(P->h.ping_claim, 1);
+	ck_assert_int_eq(P->h.ping_deadline, 20 + C.force);
+	/* a second request meanwhile asks for nothing more */
+	ck_assert_int_eq(sc_health_seen_request(P, 1, 25, 25, &EV), 1);
+	ck_assert_int_eq(tick(P, 25, NULL), -1);
+	/* its alive answer makes it active */
+	ck_assert_int_eq(answer(P, 1, seq, 200, 30), 1);
 	ck_assert(EV & SC_EV_ACTIVE);
 	ck_assert_int_eq(sc_pair_active_index(P), 1);
-	ck_assert_uint_eq(P->srv[1]->h.requests, 1);
-	/* the outstanding ping to the old member no longer counts */
-	ck_assert_int_eq(answer(P, 0, seq, 200, 30), 0);
+	ck_assert_int_eq(P->h.mode, SC_MODE_CHECK);
+	ck_assert_uint_eq(P->h.switchovers, 1);
+}
+END_TEST
+
+/* a spoofed claim: the backup does not answer its probe (or answers 503):
+ * the pair stays on the primary, in CHECK mode, no event */
+START_TEST(test_spoofed_claim_changes_nothing)
+{
+	unsigned int seq;
+	long long t;
+
+	ck_assert_int_eq(tick(P, 0, &seq), 0);
+	ck_assert_int_eq(answer(P, 0, seq, 200, 5), 1);
+	ck_assert_int_eq(sc_health_seen_request(P, 1, 100, 100, &EV), 1);
+	ck_assert_int_eq(tick(P, 100, &seq), 1);
+	/* silence: the claim probe times out */
+	ck_assert_int_eq(tick(P, 100 + C.force, &seq), 0);
+	ck_assert_int_eq(EV, 0);
+	ck_assert_int_eq(sc_pair_active_index(P), 0);
+	ck_assert_int_eq(P->h.mode, SC_MODE_CHECK);
+	ck_assert(sc_pair_usable(P));
+	ck_assert_int_eq(P->srv[1]->h.fails, 1);
+	ck_assert_int_eq(answer(P, 0, seq, 200, 1110), 1);
+	/* within SC_CLAIM_MIN_MS of the last claim probe: no new probe */
+	ck_assert_int_eq(sc_health_seen_request(P, 1, 1099, 1099, &EV), 0);
+	/* later: probed again, answers 503: still nothing */
+	ck_assert_int_eq(sc_health_seen_request(P, 1, 1200, 1200, &EV), 1);
+	ck_assert_int_eq(tick(P, 1200, &seq), 1);
+	ck_assert_int_eq(answer(P, 1, seq, 503, 1201), 1);
+	ck_assert_int_eq(EV, 0);
+	ck_assert_int_eq(P->h.mode, SC_MODE_CHECK);
+	ck_assert_int_eq(sc_pair_active_index(P), 0);
+	/* a flood of claims probes the backup at most once a second */
+	{
+		int probes = 0;
+		for(t = 1300; t < 11300; t += 10) {
+			int srv;
+			sc_health_seen_request(P, 1, t, t, &EV);
+			srv = tick(P, t, &seq);
+			if(srv == 1) {
+				probes++;
+				answer(P, 1, seq, 503, t);
+			} else if(srv == 0) {
+				answer(P, 0, seq, 200, t);
+			}
+		}
+		ck_assert_int_le(probes, 10);
+		ck_assert_int_ge(probes, 9);
+	}
+	ck_assert_int_eq(EV, 0);
+	ck_assert_int_eq(sc_pair_active_index(P), 0);
+	ck_assert(sc_pair_usable(P));
+}
+END_TEST
+
+/* with checking disabled a claim is still verified */
+START_TEST(test_claim_checking_disabled)
+{
+	unsigned int seq;
+
+	C.check = 0;
+	ck_assert_int_eq(tick(P, 0, NULL), -1);
+	ck_assert_int_eq(sc_health_seen_request(P, 1, 10, 10, &EV), 1);
+	ck_assert_int_eq(tick(P, 10, &seq), 1);
+	ck_assert_int_eq(answer(P, 1, seq, 200, 20), 1);
 	ck_assert_int_eq(sc_pair_active_index(P), 1);
-	/* and the new active member is verified at once */
-	ck_assert_int_eq(tick(P, 30, NULL), 1);
+	ck_assert_int_eq(tick(P, 100000, NULL), -1);
 }
 END_TEST
 
 START_TEST(test_request_brings_pair_back)
 {
 	long long t;
+	unsigned int seq;
+	int srv;
 
 	for(t = 0; t <= 3000; t += 100)
 		tick(P, t, NULL);
 	ck_assert_int_eq(P->h.state, SC_PAIR_OOS);
 	EV = 0;
 	ck_assert_int_eq(sc_health_seen_request(P, 1, t, t, &EV), 1);
+	ck_assert_int_eq(EV, 0);
+	ck_assert(!sc_pair_usable(P));
+	/* the claimed member is probed (next, or its probe is out already);
+	 * its answer brings the pair back */
+	if(P->h.ping_srv == 1) {
+		seq = P->h.ping_seq;
+	} else {
+		for(srv = -1; srv < 0; t += 100)
+			srv = tick(P, t, &seq);
+		ck_assert_int_eq(srv, 1);
+	}
+	ck_assert_int_eq(answer(P, 1, seq, 200, t), 1);
 	ck_assert(EV & SC_EV_UP);
 	ck_assert(EV & SC_EV_ACTIVE);
 	ck_assert(sc_pair_usable(P));
@@ -500,6 +591,8 @@ Suite *health_suite(void)
 	tcase_add_test(tc, test_timeout_is_min_of_check_and_force);
 	tcase_add_test(tc, test_checking_disabled);
 	tcase_add_test(tc, test_request_from_backup_flips);
+	tcase_add_test(tc, test_spoofed_claim_changes_nothing);
+	tcase_add_test(tc, test_claim_checking_disabled);
 	tcase_add_test(tc, test_request_brings_pair_back);
 	tcase_add_test(tc, test_single_server_pair);
 	tcase_add_test(tc, test_admin_pair_drain);
