@@ -496,3 +496,23 @@ int sc_route_plan(int src, const int *kinds, int n, sc_plan_t *plan)
 	plan->verdict = SC_PLAN_DENY;
 	return plan->verdict;
 }
+
+/* ---- where a reply may come from ---- */
+
+int sc_reply_src_ok(const sc_addr_t *dst, const sc_addr_t *src, int any_port)
+{
+	int n;
+
+	if(dst == NULL || src == NULL || dst->af != src->af
+			|| dst->proto != src->proto || dst->proto <= 0)
+		return 0;
+	if(dst->af == 2)
+		n = 4;
+	else if(dst->af == 10)
+		n = 16;
+	else
+		return 0;
+	if(memcmp(dst->ip, src->ip, n) != 0)
+		return 0;
+	return any_port || dst->port == src->port;
+}

@@ -10,7 +10,8 @@
  *   - the X-Genesys-Route header body,
  *   - URI parameter look-up,
  *   - sc_route_plan(): which Route entries a proxy consumes and where a
- *     request may go, given who sent it.
+ *     request may go, given who sent it,
+ *   - sc_reply_src_ok(): whether a reply comes from where its branch went.
  *
  * This file is part of sipcluster, a Kamailio module.
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -140,5 +141,26 @@ typedef struct sc_plan
  *    the SIP Server chose).
  * Returns verdict. */
 int sc_route_plan(int src, const int *kinds, int n, sc_plan_t *plan);
+
+/* ---- where a reply may come from ----
+ * tm matches a reply to its transaction by the Via branch alone, and the
+ * branch is computed from what the request's sender chose: anybody who can
+ * send a packet could answer for the SIP Server. A reply counts only when
+ * it comes from the destination of the branch it matches: the same address
+ * (family and bytes), the same transport (Kamailio's PROTO_* numbers) and
+ * the same port, the port excepted where any_port says so (a document
+ * element reached over a connection whose port the document leaves open,
+ * as for requests: sc_topo_*_by_src). Address bytes past the family's
+ * length are ignored. */
+typedef struct sc_addr
+{
+	int af; /* AF_INET (2) or AF_INET6 (10) */
+	unsigned char ip[16];
+	int port;
+	int proto;
+} sc_addr_t;
+
+/* 1 when a reply from src may count for a branch sent to dst */
+int sc_reply_src_ok(const sc_addr_t *dst, const sc_addr_t *src, int any_port);
 
 #endif

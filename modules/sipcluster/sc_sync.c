@@ -7,6 +7,7 @@
  */
 
 #include <string.h>
+#include <ctype.h>
 #include <stdio.h>
 
 #include "../../core/mem/shm.h"
@@ -115,6 +116,30 @@ sc_tombs_t *sc_tombs_new(int max)
 	return t;
 }
 
+static void sc_age_link(sc_tombs_t *t, sc_tomb_t *e)
+{
+	e->age_next = NULL;
+	e->age_prev = t->newest;
+	if(t->newest)
+		t->newest->age_next = e;
+	else
+		t->oldest = e;
+	t->newest = e;
+}
+
+static void sc_age_unlink(sc_tombs_t *t, sc_tomb_t *e)
+{
+	if(e->age_prev)
+		e->age_prev->age_next = e->age_next;
+	else
+		t->oldest = e->age_next;
+	if(e->age_next)
+		e->age_next->age_prev = e->age_prev;
+	else
+		t->newest = e->age_prev;
+	e->age_prev = e->age_next = NULL;
+}
+
 void sc_tombs_free(sc_tombs_t *t)
 {
 	int i;
@@ -143,22 +168,22 @@ static sc_tomb_t **sc_tombs_slot(
 	return pp;
 }
 
-/* the table is full: drop the entry kept for the shortest time */
+/* the table is full: drop the oldest entry, O(1) but for its bucket */
 static void sc_tombs_evict(sc_tombs_t *t)
 {
-	int i;
-	sc_tomb_t **pp, **victim = NULL, *e;
+	sc_tomb_t **pp, *e = t->oldest;
 
-	for(i = 0; i < SC_SYNC_NB; i++)
-		for(pp = &t->b[i]; *pp; pp = &(*pp)->next)
-			if(victim == NULL || (*pp)->until < (*victim)->until)
-				victim = pp;
-	if(victim) {
-		e = *victim;
-		*victim = e->next;
-		shm_free(e);
-		t->n--;
-	}
+	if(e == NULL)
+		return;
+	for(pp = &t->b[e->aorhash & (SC_SYNC_NB - 1)]; *pp && *pp != e;
+			pp = &(*pp)->next)
+		;
+	if(*pp == e)
+		*pp = e->next;
+	sc_age_unlink(t, e);
+	shm_free(e);
+	t->n--;
+	t->evicted++;
 }
 
 int sc_tombs_put(sc_tombs_t *t, unsigned int aorhash, const str *aor,
@@ -184,6 +209,7 @@ int sc_tombs_put(sc_tombs_t *t, unsigned int aorhash, const str *aor,
 		}
 		until = e->until;
 		*pp = e->next;
+		sc_age_unlink(t, e);
 		shm_free(e);
 		t->n--;
 	}
@@ -210,6 +236,7 @@ int sc_tombs_put(sc_tombs_t *t, unsigned int aorhash, const str *aor,
 	/* the slot may have moved when an entry was evicted */
 	pp = sc_tombs_slot(t, aorhash, aor, contact);
 	*pp = e;
+	sc_age_link(t, e);
 	t->n++;
 	return 0;
 }
@@ -229,6 +256,7 @@ int sc_tombs_del(
 		return 0;
 	e = *pp;
 	*pp = e->next;
+	sc_age_unlink(t, e);
 	shm_free(e);
 	t->n--;
 	return 1;
@@ -245,6 +273,7 @@ int sc_tombs_gc(sc_tombs_t *t, long long now)
 			if((*pp)->until <= now) {
 				e = *pp;
 				*pp = e->next;
+				sc_age_unlink(t, e);
 				shm_free(e);
 				t->n--;
 				n++;
@@ -254,6 +283,22 @@ int sc_tombs_gc(sc_tombs_t *t, long long now)
 		}
 	}
 	return n;
+}
+
+/* ---- what a peer may claim ---- */
+
+int sc_sync_time_ok(long long t, long long now, int skew)
+{
+	return t <= now + (skew > 0 ? skew : 0);
+}
+
+long long sc_sync_until_bound(
+		long long until, long long now, int skew, int max_life)
+{
+	long long lim = now + (skew > 0 ? skew : 0)
+					+ (max_life > 0 ? max_life : 86400);
+
+	return until > lim ? lim : until;
 }
 
 /* ---- digests ---- */
@@ -413,6 +458,17 @@ int sc_bitmap_parse(
 
 /* ---- the start-up gate ---- */
 
+int sc_sync_may_ask(long long now_ms, long long sent_ms, long long rec_ms,
+		int retry, int periodic)
+{
+	if(rec_ms > 0 && now_ms - rec_ms < retry && now_ms >= rec_ms)
+		return 0;
+	if(!periodic && sent_ms > 0 && now_ms - sent_ms < retry
+			&& now_ms >= sent_ms)
+		return 0;
+	return 1;
+}
+
 int sc_sync_ready(long long now, long long start, int wait,
 		const int *peer_state, int npeers)
 {
@@ -425,4 +481,150 @@ int sc_sync_ready(long long now, long long start, int wait,
 			return 0;
 	}
 	return 1;
+}
+
+/* ---- the sync messages ---- */
+
+int sc_json_precheck(const char *s, int len, int max)
+{
+	int i, k, depth = 0, in_str = 0;
+
+	for(i = 0; i < len; i++) {
+		char ch = s[i];
+		if(ch == '\0')
+			return 0; /* the parser would see a shorter body */
+		if(in_str) {
+			if(ch == '"') {
+				in_str = 0;
+			} else if(ch == '\\') {
+				if(i + 1 >= len)
+					return 0;
+				ch = s[++i];
+				if(ch == 'u') {
+					/* srjson reads 4 characters after \u whatever they
+					 * are (past the end of the body when it ends early) */
+					if(i + 4 >= len)
+						return 0;
+					for(k = 1; k <= 4; k++)
+						if(!isxdigit((unsigned char)s[i + k]))
+							return 0;
+					i += 4;
+				} else if(strchr("\"\\/bfnrt", ch) == NULL) {
+					return 0;
+				}
+			}
+			continue;
+		}
+		if(ch == '"') {
+			in_str = 1;
+		} else if(ch == '{' || ch == '[') {
+			if(++depth > max)
+				return 0;
+		} else if(ch == '}' || ch == ']') {
+			if(depth > 0)
+				depth--;
+		}
+	}
+	return 1;
+}
+
+int sc_jget_str(srjson_doc_t *d, srjson_t *o, const char *k, str *out)
+{
+	srjson_t *it = o ? srjson_GetObjectItem(d, o, k) : NULL;
+
+	if(it == NULL || it->type != srjson_String || it->valuestring == NULL) {
+		out->s = "";
+		out->len = 0;
+		return -1;
+	}
+	out->s = it->valuestring;
+	out->len = (int)strlen(it->valuestring);
+	return 0;
+}
+
+long long sc_jget_num(srjson_doc_t *d, srjson_t *o, const char *k)
+{
+	srjson_t *it = o ? srjson_GetObjectItem(d, o, k) : NULL;
+	double v;
+
+	if(it == NULL || it->type != srjson_Number)
+		return 0;
+	v = it->valuedouble;
+	/* NaN fails both; a cast beyond long long's range is undefined */
+	if(!(v >= -4611686018427387904.0 && v <= 4611686018427387904.0))
+		return 0;
+	return (long long)v;
+}
+
+int sc_sync_env_parse(srjson_doc_t *d, sc_sync_env_t *e)
+{
+	srjson_t *a;
+
+	memset(e, 0, sizeof(*e));
+	if(d == NULL || d->root == NULL || d->root->type != srjson_Object)
+		return -1;
+	if(sc_jget_str(d, d->root, "op", &e->op) < 0
+			|| sc_jget_str(d, d->root, "from", &e->from) < 0 || e->from.len == 0
+			|| e->from.len > SC_NAME_MAX)
+		return -1;
+	if(!((e->op.len == 6 && memcmp(e->op.s, "digest", 6) == 0)
+			   || (e->op.len == 4 && memcmp(e->op.s, "pull", 4) == 0)
+			   || (e->op.len == 3 && memcmp(e->op.s, "rec", 3) == 0)
+			   || (e->op.len == 4 && memcmp(e->op.s, "done", 4) == 0)))
+		return -1;
+	e->id = (unsigned int)sc_jget_num(d, d->root, "id");
+	a = srjson_GetObjectItem(d, d->root, "r");
+	e->r = (a && a->type == srjson_Array) ? a : NULL;
+	a = srjson_GetObjectItem(d, d->root, "x");
+	e->x = (a && a->type == srjson_Array) ? a : NULL;
+	return 0;
+}
+
+int sc_sync_rec_parse(srjson_doc_t *d, srjson_t *o, sc_sync_rec_t *r)
+{
+	srjson_t *q;
+
+	memset(r, 0, sizeof(*r));
+	if(o == NULL || o->type != srjson_Object)
+		return -1;
+	if(sc_jget_str(d, o, "aor", &r->aor) < 0 || r->aor.len == 0
+			|| sc_jget_str(d, o, "c", &r->c) < 0 || r->c.len == 0)
+		return -1;
+	sc_jget_str(d, o, "ruid", &r->ruid);
+	sc_jget_str(d, o, "received", &r->received);
+	sc_jget_str(d, o, "path", &r->path);
+	sc_jget_str(d, o, "callid", &r->v.callid);
+	sc_jget_str(d, o, "user_agent", &r->ua);
+	sc_jget_str(d, o, "instance", &r->instance);
+	r->v.lm = sc_jget_num(d, o, "last_modified");
+	r->v.expires = sc_jget_num(d, o, "expires");
+	r->v.cseq = (int)sc_jget_num(d, o, "cseq");
+	if(r->v.lm < 0 || r->v.expires < 0)
+		return -1;
+	q = srjson_GetObjectItem(d, o, "q");
+	r->q = -1;
+	if(q && q->type == srjson_Number && q->valuedouble >= -1
+			&& q->valuedouble <= 1000)
+		r->q = q->valuedouble;
+	r->flags = (unsigned int)sc_jget_num(d, o, "flags");
+	r->cflags = (unsigned int)sc_jget_num(d, o, "cflags");
+	r->methods = (unsigned int)sc_jget_num(d, o, "methods");
+	r->reg_id = (unsigned int)sc_jget_num(d, o, "reg_id");
+	r->server_id = (int)sc_jget_num(d, o, "server_id");
+	return 0;
+}
+
+int sc_sync_tomb_parse(srjson_doc_t *d, srjson_t *o, sc_sync_tin_t *t)
+{
+	memset(t, 0, sizeof(*t));
+	if(o == NULL || o->type != srjson_Object)
+		return -1;
+	if(sc_jget_str(d, o, "a", &t->aor) < 0 || t->aor.len == 0
+			|| sc_jget_str(d, o, "c", &t->c) < 0 || t->c.len == 0)
+		return -1;
+	sc_jget_str(d, o, "ci", &t->v.callid);
+	t->v.at = sc_jget_num(d, o, "at");
+	t->v.cseq = (int)sc_jget_num(d, o, "cs");
+	t->until = sc_jget_num(d, o, "un");
+	return 0;
 }

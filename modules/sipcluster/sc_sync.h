@@ -40,6 +40,7 @@
 
 #include <stdint.h>
 #include "../../core/str.h"
+#include "../../core/utils/srjson.h"
 
 /* digest buckets, by aorhash & (SC_SYNC_NB - 1): a power of two */
 #define SC_SYNC_NB 1024
@@ -86,6 +87,8 @@ int sc_sync_decide_tomb(const sc_bver_t *local, const sc_tver_t *in);
 typedef struct sc_tomb
 {
 	struct sc_tomb *next;
+	struct sc_tomb *age_prev; /* insertion order: the oldest goes first */
+	struct sc_tomb *age_next;
 	unsigned int aorhash;
 	sc_tver_t v;
 	long long until; /* kept until then (the deleted copy's expiry) */
@@ -98,10 +101,19 @@ typedef struct sc_tombs
 {
 	int n;
 	int max;
+	unsigned long evicted; /* pushed out by a full table */
+	sc_tomb_t *oldest;	   /* insertion order (age_prev/age_next) */
+	sc_tomb_t *newest;
 	sc_tomb_t *b[SC_SYNC_NB];
 } sc_tombs_t;
 
-/* in shm; max bounds the count (the entry that expires first goes) */
+/* in shm; max bounds the count: a full table drops its oldest entry, in
+ * O(1) (it scanned every entry for the one to expire first, under a lock
+ * registrations take). Only local deletes and authenticated peers put
+ * tombstones (the cluster channel is TCP/TLS from the proxies' addresses),
+ * each one lives at most as long as the longest binding could
+ * (sc_sync_until_bound), so a full table means max_tombstones is too small
+ * for the unregister rate: `evicted` counts it. */
 sc_tombs_t *sc_tombs_new(int max);
 void sc_tombs_free(sc_tombs_t *t);
 /* record a delete: the later delete and the later `until` win; 0 ok, -1
@@ -117,6 +129,75 @@ int sc_tombs_del(sc_tombs_t *t, unsigned int aorhash, const str *aor,
 		const str *contact);
 /* drop the entries kept until before now; returns how many */
 int sc_tombs_gc(sc_tombs_t *t, long long now);
+
+/* ---- what a peer may claim ----
+ * Versions come from the peers' clocks. A received last_modified or
+ * tombstone time beyond now + skew is refused (a far-future version would
+ * beat every later copy for ever); a tombstone is kept at most max_life s
+ * (the longest binding a REGISTER can get: max_expires, or a day when that
+ * is unbounded) past now + skew. */
+/* 1 when a received version time may be taken */
+int sc_sync_time_ok(long long t, long long now, int skew);
+/* the tombstone's keep-until, bounded */
+long long sc_sync_until_bound(
+		long long until, long long now, int skew, int max_life);
+
+/* ---- the sync messages (KDMQ bodies of the DMQ peer "sipcluster") ----
+ * {"op":"digest"|"pull"|"rec"|"done", "from":<proxy>, "id":N, ...}; "rec"
+ * carries bindings in "r" (dmq_usrloc's field names) and tombstones in
+ * "x". Everything a body says is read through these functions before
+ * anything is applied: wrong types read as absent, numbers are finite and
+ * within +-2^62 or absent, and a body reaches srjson's parser only when
+ * sc_json_precheck() passes it. Who may send a body is the channel's
+ * business (sipcluster_from_peer()), not theirs. */
+#define SC_JSON_MAX_DEPTH 8
+
+/* 1 when the len bytes at s may be handed to srjson: no NUL byte, { and [
+ * (outside strings) nested no deeper than max (its parser recurses once per
+ * level), every escape in a string one JSON allows and every \u followed
+ * by 4 hex digits (its string parser reads 4 characters after \u whatever
+ * they are: past the end of a body that ends early, found by fuzz_sync) */
+int sc_json_precheck(const char *s, int len, int max);
+
+/* a string member (0, out set) or -1 (absent or not a string: out "") */
+int sc_jget_str(srjson_doc_t *d, srjson_t *o, const char *k, str *out);
+/* a number member; 0 when absent, not a number or out of +-2^62 */
+long long sc_jget_num(srjson_doc_t *d, srjson_t *o, const char *k);
+
+typedef struct sc_sync_env
+{
+	str op;	  /* digest, pull, rec, done */
+	str from; /* the sending proxy's name, 1..SC_NAME_MAX */
+	unsigned int id;
+	srjson_t *r; /* "rec": the bindings (an array), NULL none */
+	srjson_t *x; /* "rec": the tombstones (an array), NULL none */
+} sc_sync_env_t;
+
+/* the envelope of a parsed body; 0 ok, -1 malformed */
+int sc_sync_env_parse(srjson_doc_t *d, sc_sync_env_t *e);
+
+/* one binding as a peer sent it (strings point into the doc) */
+typedef struct sc_sync_rec
+{
+	str aor, c, ruid, received, path, ua, instance;
+	sc_bver_t v; /* last_modified, cseq, expires, callid */
+	double q;
+	unsigned int flags, cflags, methods, reg_id;
+	int server_id;
+} sc_sync_rec_t;
+
+/* 0 ok, -1 malformed (no AoR or contact, or a field out of range) */
+int sc_sync_rec_parse(srjson_doc_t *d, srjson_t *o, sc_sync_rec_t *r);
+
+/* one tombstone as a peer sent it */
+typedef struct sc_sync_tin
+{
+	str aor, c;
+	sc_tver_t v;
+	long long until;
+} sc_sync_tin_t;
+
+int sc_sync_tomb_parse(srjson_doc_t *d, srjson_t *o, sc_sync_tin_t *t);
 
 /* ---- digests ---- */
 
@@ -163,5 +244,15 @@ int sc_bitmap_parse(
  * count as down once `wait` s passed since `start`; 1 ready, 0 not yet */
 int sc_sync_ready(long long now, long long start, int wait,
 		const int *peer_state, int npeers);
+
+/* whether to send a peer a digest now (ms clock): not within `retry` ms of
+ * the last one we sent it (sent_ms), and not while records it pushed to us
+ * are still being applied (the last applied within `retry` ms, rec_ms): a
+ * digest taken halfway through its push differs again and would ask it to
+ * send everything a second time (a slow replica of 100,000 bindings was
+ * sent them twice and took 32 s instead of 7); `periodic` rounds keep
+ * their own pace and only wait for the push. 1 send, 0 not yet */
+int sc_sync_may_ask(long long now_ms, long long sent_ms, long long rec_ms,
+		int retry, int periodic);
 
 #endif

@@ -773,6 +773,11 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 			memset(sec, 0, strlen(sec));
 			xmlFree(sec);
 		}
+		sec = sc_attr(root, "x-genesys-route");
+		if(sec != NULL) {
+			t->xgr_any = (strcmp(sec, "any") == 0);
+			xmlFree(sec);
+		}
 	}
 
 	for(n = root->children; n; n = n->next) {
@@ -1190,6 +1195,51 @@ sc_sbc_t *sc_topo_sbc_by_src(
 		found = b;
 	}
 	return found;
+}
+
+sc_proxy_t *sc_topo_peer_by_src(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport)
+{
+	int i, sip, n = 0;
+	sc_proxy_t *found = NULL;
+
+	if(t == NULL || t->nproxies == 0
+			|| (transport != SC_TP_TCP && transport != SC_TP_TLS))
+		return NULL;
+	for(i = sc_index_first(&t->px_by_ip, sc_hash_ip(ip)); i >= 0;
+			i = t->px_by_ip.next[i]) {
+		sc_proxy_t *p = &t->proxies[i];
+		if(!sc_ip_eq(&p->ip, ip))
+			continue;
+		sip = p->transport == SC_TP_TLS ? p->port - 1 : p->port;
+		if(port == sip || port == sip + 1)
+			return p; /* from its listen port: this one */
+		found = p;
+		n++;
+	}
+	/* from another port (a connection it opened): the address names it
+	 * only when no other proxy shares that address */
+	return n == 1 ? found : NULL;
+}
+
+int sc_topo_xgr_allowed(sc_topo_t *t, const sc_ip_t *ip, int port)
+{
+	int i;
+
+	if(t == NULL)
+		return 0;
+	if(t->xgr_any)
+		return 1;
+	if(sc_topo_server_by_addr(t, ip, port, 0) != NULL
+			|| sc_topo_proxy_by_addr(t, ip, port, 0) != NULL)
+		return 1;
+	for(i = sc_index_first(&t->sbc_by_ip, sc_hash_ip(ip)); i >= 0;
+			i = t->sbc_by_ip.next[i]) {
+		sc_sbc_t *b = &t->sbcs[i];
+		if(sc_ip_eq(&b->ip, ip) && (port == 0 || b->port == port))
+			return 1;
+	}
+	return 0;
 }
 
 static int sc_server_same(const sc_server_t *a, const sc_server_t *b)

@@ -133,6 +133,7 @@ typedef struct sc_topo
 	int nsbcs;
 	sc_sbc_t *sbcs;
 	int has_key; /* the document has a secret: pins carry a MAC */
+	int xgr_any; /* x-genesys-route="any": honour any X-Genesys-Route hop */
 	unsigned char key[SC_KEY_LEN];
 	int ngeos; /* distinct geo-locations, in document order */
 	str *geos;
@@ -201,6 +202,19 @@ sc_proxy_t *sc_topo_proxy_by_src(
 		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
 sc_sbc_t *sc_topo_sbc_by_src(
 		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
+/* The proxy a cluster-channel message (KDMQ) comes from: its address, over
+ * a connection (TCP or TLS, never UDP: a UDP source address can be forged
+ * by anybody, a TCP peer had to complete the handshake from it). From its
+ * SIP or TLS listen port it is that proxy (whatever transport the document
+ * gives the proxy, its SIP port is port, port - 1 for transport tls, its
+ * TLS port the next one); from any other port (a connection it opened) the
+ * address alone names it, so only when no other proxy shares the address.
+ * NULL when none. */
+sc_proxy_t *sc_topo_peer_by_src(
+		sc_topo_t *t, const sc_ip_t *ip, int port, int transport);
+/* 1 when an X-Genesys-Route hop at ip:port may be used: any hop with
+ * x-genesys-route="any", else a listed SIP Server, SBC or proxy address */
+int sc_topo_xgr_allowed(sc_topo_t *t, const sc_ip_t *ip, int port);
 
 /* Carry run-time state from old to new: a server keeps its state (and uid)
  * when a server with the same name, address, port and transport exists in

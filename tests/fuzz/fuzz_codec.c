@@ -8,6 +8,8 @@
  *   3 X-Genesys-Route body
  *   4 URI parameters         (look-up of scp, scf, received, lr)
  *   5 route-set kinds        (the trust rule on arbitrary entry lists)
+ * A first byte of 0xf0 or more instead selects the reply-source rule
+ * (sc_reply_src_ok) on two addresses made of the rest.
  */
 #include <stdint.h>
 #include <stddef.h>
@@ -126,6 +128,38 @@ static void fz_plan(const unsigned char *d, int n)
 			__builtin_trap();
 }
 
+/* the reply-source rule: a branch's own destination always passes, any
+ * difference but the port never does, any_port only frees the port */
+static void fz_reply(const unsigned char *d, int n)
+{
+	sc_addr_t a, b;
+	int ok0, ok1;
+
+	if(n < 2 * 22)
+		return;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.af = (d[0] & 1) ? 10 : 2;
+	memcpy(a.ip, d + 1, 16);
+	a.port = (d[17] << 8) | d[18];
+	a.proto = d[19] % 8;
+	b.af = (d[22] & 1) ? 10 : 2;
+	memcpy(b.ip, d + 23, 16);
+	b.port = (d[39] << 8) | d[40];
+	b.proto = d[41] % 8;
+	ok0 = sc_reply_src_ok(&a, &b, 0);
+	ok1 = sc_reply_src_ok(&a, &b, 1);
+	if(ok0 && !ok1)
+		__builtin_trap();
+	if(ok1 && (a.af != b.af || a.proto != b.proto || a.proto == 0
+			|| memcmp(a.ip, b.ip, a.af == 2 ? 4 : 16) != 0))
+		__builtin_trap();
+	if(ok0 && a.port != b.port)
+		__builtin_trap();
+	if(a.proto > 0 && !sc_reply_src_ok(&a, &a, 0))
+		__builtin_trap();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *d = (const char *)data + 1;
@@ -133,6 +167,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if(size < 1 || size > 4096)
 		return 0;
+	if(data[0] >= 0xf0) {
+		fz_reply((const unsigned char *)d, n);
+		return 0;
+	}
 	switch(data[0] % 6) {
 		case 0:
 			fz_pin(d, n);

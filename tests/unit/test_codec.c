@@ -321,11 +321,50 @@ START_TEST(test_route_plan_cluster)
 }
 END_TEST
 
+/* a reply counts only from where its branch went */
+START_TEST(test_reply_src)
+{
+	sc_addr_t d = {2, {127, 0, 1, 11}, 5060, 1}, s = d;
+
+	ck_assert_int_eq(sc_reply_src_ok(&d, &s, 0), 1);
+	s.port = 5070; /* another port */
+	ck_assert_int_eq(sc_reply_src_ok(&d, &s, 0), 0);
+	ck_assert_int_eq(sc_reply_src_ok(&d, &s, 1), 1);
+	s = d;
+	s.ip[3] = 66; /* another address */
+	ck_assert_int_eq(sc_reply_src_ok(&d, &s, 1), 0);
+	s = d;
+	s.proto = 2; /* another transport */
+	ck_assert_int_eq(sc_reply_src_ok(&d, &s, 1), 0);
+	s = d;
+	s.af = 10; /* another family, same first bytes */
+	ck_assert_int_eq(sc_reply_src_ok(&d, &s, 1), 0);
+	/* IPv6: all 16 bytes count; bytes past an IPv4 address do not */
+	{
+		sc_addr_t d6 = {10, {0}, 5060, 2}, s6;
+		d6.ip[15] = 1;
+		s6 = d6;
+		ck_assert_int_eq(sc_reply_src_ok(&d6, &s6, 0), 1);
+		s6.ip[8] = 1;
+		ck_assert_int_eq(sc_reply_src_ok(&d6, &s6, 0), 0);
+		s = d;
+		s.ip[7] = 9;
+		ck_assert_int_eq(sc_reply_src_ok(&d, &s, 0), 1);
+	}
+	/* nothing to compare with: never */
+	ck_assert_int_eq(sc_reply_src_ok(NULL, &s, 1), 0);
+	d.af = 0;
+	s.af = 0;
+	ck_assert_int_eq(sc_reply_src_ok(&d, &s, 1), 0);
+}
+END_TEST
+
 Suite *codec_suite(void)
 {
 	Suite *s = suite_create("codec");
 	TCase *tc = tcase_create("codec");
 
+	tcase_add_test(tc, test_reply_src);
 	tcase_add_test(tc, test_siphash_reference_vector);
 	tcase_add_test(tc, test_pin_round_trip_and_mac);
 	tcase_add_test(tc, test_pin_long_callid);

@@ -2,6 +2,7 @@
  * Unit tests: registration repair (sc_sync.c) - the order of copies, the
  * merge decisions, tombstones, digests, bucket lists, the start-up gate.
  */
+#include <stdio.h>
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,23 +153,126 @@ START_TEST(t_tombs)
 	ck_assert_int_eq(sc_tombs_put(t, 7, &aor, &c1, &v1, 3600), 0);
 	ck_assert_int_eq(sc_tombs_get(t, 7, &aor, &c1)->v.at, 120);
 	ck_assert_int_eq(t->n, 1);
-	/* bounded: the one kept shortest goes */
+	/* bounded: the oldest goes, in O(1) (it was a scan for the one kept
+	 * shortest, under a lock registrations take) */
 	ck_assert_int_eq(sc_tombs_put(t, 7, &aor, &c2, &v1, 500), 0);
 	ck_assert_int_eq(sc_tombs_put(t, 1031, &aor, &c2, &v1, 900), 0);
 	ck_assert_int_eq(t->n, 3);
+	ck_assert_int_eq(t->evicted, 0);
 	ck_assert_int_eq(sc_tombs_put(t, 8, &aor, &c1, &v1, 4000), 0);
 	ck_assert_int_eq(t->n, 3);
-	ck_assert_ptr_null(sc_tombs_get(t, 7, &aor, &c2));
+	ck_assert_int_eq(t->evicted, 1);
+	ck_assert_ptr_null(sc_tombs_get(t, 7, &aor, &c1));
+	ck_assert_ptr_nonnull(sc_tombs_get(t, 7, &aor, &c2));
 	ck_assert_ptr_nonnull(sc_tombs_get(t, 1031, &aor, &c2));
+	ck_assert_ptr_eq(t->oldest, sc_tombs_get(t, 7, &aor, &c2));
+	ck_assert_ptr_eq(t->newest, sc_tombs_get(t, 8, &aor, &c1));
 	/* a stored binding clears its tombstone */
 	ck_assert_int_eq(sc_tombs_del(t, 8, &aor, &c1), 1);
 	ck_assert_int_eq(sc_tombs_del(t, 8, &aor, &c1), 0);
 	ck_assert_int_eq(t->n, 2);
+	ck_assert_ptr_eq(t->newest, sc_tombs_get(t, 1031, &aor, &c2));
 	/* garbage collection at the deleted copy's expiry */
-	ck_assert_int_eq(sc_tombs_gc(t, 1000), 1);
+	ck_assert_int_eq(sc_tombs_gc(t, 600), 1);
+	ck_assert_ptr_eq(t->oldest, t->newest);
 	ck_assert_int_eq(sc_tombs_gc(t, 3700), 1);
 	ck_assert_int_eq(t->n, 0);
+	ck_assert_ptr_null(t->oldest);
+	ck_assert_ptr_null(t->newest);
+	/* a flood of 10,000 puts into a table of 3: always the 3 newest, the
+	 * age list consistent */
+	{
+		int i;
+		char buf[32];
+		str c;
+		for(i = 0; i < 10000; i++) {
+			c.s = buf;
+			c.len = snprintf(buf, sizeof(buf), "sip:x%d@127.0.0.1", i);
+			ck_assert_int_eq(sc_tombs_put(t, i, &aor, &c, &v1, 5000), 0);
+		}
+		ck_assert_int_eq(t->n, 3);
+		for(i = 9997; i < 10000; i++) {
+			c.s = buf;
+			c.len = snprintf(buf, sizeof(buf), "sip:x%d@127.0.0.1", i);
+			ck_assert_ptr_nonnull(sc_tombs_get(t, i, &aor, &c));
+		}
+		ck_assert_ptr_null(t->oldest->age_prev);
+		ck_assert_ptr_eq(t->oldest->age_next->age_next, t->newest);
+	}
 	sc_tombs_free(t);
+}
+END_TEST
+
+/* what a peer may claim: versions up to the clock plus the skew, a
+ * tombstone kept no longer than the longest binding could live */
+START_TEST(t_bounds)
+{
+	ck_assert_int_eq(sc_sync_time_ok(1000, 1000, 60), 1);
+	ck_assert_int_eq(sc_sync_time_ok(1060, 1000, 60), 1);
+	ck_assert_int_eq(sc_sync_time_ok(1061, 1000, 60), 0);
+	ck_assert_int_eq(sc_sync_time_ok(1000000000, 1000, 60), 0);
+	ck_assert_int_eq(sc_sync_time_ok(1001, 1000, -5), 0);
+	ck_assert_int_eq(sc_sync_until_bound(2000, 1000, 60, 3600), 2000);
+	ck_assert_int_eq(sc_sync_until_bound(1000000000, 1000, 60, 3600), 4660);
+	/* max_expires 0 (unbounded): a day */
+	ck_assert_int_eq(sc_sync_until_bound(1000000000, 1000, 60, 0), 87460);
+}
+END_TEST
+
+/* what reaches srjson, and how a body is read */
+START_TEST(t_json)
+{
+	srjson_doc_t d;
+	sc_sync_env_t e;
+	sc_sync_rec_t r;
+	sc_sync_tin_t tn;
+	char buf[512];
+	const char *ok = "{\"op\":\"rec\",\"from\":\"p2\",\"id\":7,\"r\":[{\"aor\":"
+					 "\"a\\u00e9\",\"c\":\"sip:a@h\",\"last_modified\":5,\"expires\""
+					 ":1e300,\"q\":\"x\",\"cseq\":3}],\"x\":[{\"a\":\"b\",\"c\":"
+					 "\"sip:b@h\",\"at\":9,\"un\":99}]}";
+
+	ck_assert_int_eq(sc_json_precheck(ok, strlen(ok), SC_JSON_MAX_DEPTH), 1);
+	ck_assert_int_eq(sc_json_precheck("[[[]]]", 6, 3), 1);
+	ck_assert_int_eq(sc_json_precheck("[[[[]]]]", 8, 3), 0);
+	/* brackets inside strings do not count */
+	ck_assert_int_eq(sc_json_precheck("[\"[[[[\"]", 8, 1), 1);
+	/* a \u that ends early, a bad escape, a NUL: refused */
+	ck_assert_int_eq(sc_json_precheck("{\"a\":\"\\u12\"}", 12, 8), 0);
+	ck_assert_int_eq(sc_json_precheck("{\"a\":\"\\u\"", 9, 8), 0);
+	ck_assert_int_eq(sc_json_precheck("{\"a\":\"\\q\"}", 10, 8), 0);
+	ck_assert_int_eq(sc_json_precheck("{\"a\":\"x\0\"}", 9, 8), 0);
+
+	strcpy(buf, ok);
+	srjson_InitDoc(&d, NULL);
+	d.root = srjson_Parse(&d, buf);
+	ck_assert_int_eq(sc_sync_env_parse(&d, &e), 0);
+	ck_assert(STR_IS(e.op, "rec"));
+	ck_assert(STR_IS(e.from, "p2"));
+	ck_assert_int_eq(e.id, 7);
+	ck_assert_ptr_nonnull(e.r);
+	ck_assert_int_eq(sc_sync_rec_parse(&d, e.r->child, &r), 0);
+	ck_assert_int_eq(r.v.lm, 5);
+	ck_assert_int_eq(r.v.cseq, 3);
+	/* out of range and wrong types read as absent */
+	ck_assert_int_eq(r.v.expires, 0);
+	ck_assert(r.q == -1);
+	ck_assert_int_eq(sc_sync_tomb_parse(&d, e.x->child, &tn), 0);
+	ck_assert_int_eq(tn.v.at, 9);
+	ck_assert_int_eq(tn.until, 99);
+	/* a string where an object belongs, an unknown op, no sender */
+	ck_assert_int_eq(sc_sync_rec_parse(&d, e.x, &r), -1);
+	srjson_DestroyDoc(&d);
+	strcpy(buf, "{\"op\":\"wipe\",\"from\":\"p2\"}");
+	srjson_InitDoc(&d, NULL);
+	d.root = srjson_Parse(&d, buf);
+	ck_assert_int_eq(sc_sync_env_parse(&d, &e), -1);
+	srjson_DestroyDoc(&d);
+	strcpy(buf, "{\"op\":\"rec\",\"from\":3}");
+	srjson_InitDoc(&d, NULL);
+	d.root = srjson_Parse(&d, buf);
+	ck_assert_int_eq(sc_sync_env_parse(&d, &e), -1);
+	srjson_DestroyDoc(&d);
 }
 END_TEST
 
@@ -247,6 +351,30 @@ START_TEST(t_gate)
 }
 END_TEST
 
+/* no digest while the peer's push is still being applied, nor within a
+ * retry interval of the last one at start-up; periodic rounds only wait for
+ * the push */
+START_TEST(t_may_ask)
+{
+	/* never asked, nothing received */
+	ck_assert_int_eq(sc_sync_may_ask(5000, 0, 0, 1000, 0), 1);
+	/* asked 400 ms ago: not yet; 1 s ago: again */
+	ck_assert_int_eq(sc_sync_may_ask(5000, 4600, 0, 1000, 0), 0);
+	ck_assert_int_eq(sc_sync_may_ask(5000, 4000, 0, 1000, 0), 1);
+	/* its records still arriving (last applied 200 ms ago): not even when
+	 * the retry interval has passed, nor in a periodic round */
+	ck_assert_int_eq(sc_sync_may_ask(5000, 1000, 4800, 1000, 0), 0);
+	ck_assert_int_eq(sc_sync_may_ask(5000, 1000, 4800, 1000, 1), 0);
+	/* the push ended a second ago: ask */
+	ck_assert_int_eq(sc_sync_may_ask(5000, 1000, 4000, 1000, 0), 1);
+	ck_assert_int_eq(sc_sync_may_ask(5000, 1000, 3999, 1000, 1), 1);
+	/* a periodic round does not wait for the retry interval */
+	ck_assert_int_eq(sc_sync_may_ask(5000, 4900, 0, 1000, 1), 1);
+	/* the clock stepped back: no stall */
+	ck_assert_int_eq(sc_sync_may_ask(5000, 9000, 9000, 1000, 0), 1);
+}
+END_TEST
+
 Suite *sync_suite(void)
 {
 	Suite *s = suite_create("sync");
@@ -259,6 +387,9 @@ Suite *sync_suite(void)
 	tcase_add_test(tc, t_digest);
 	tcase_add_test(tc, t_bitmap);
 	tcase_add_test(tc, t_gate);
+	tcase_add_test(tc, t_bounds);
+	tcase_add_test(tc, t_json);
+	tcase_add_test(tc, t_may_ask);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -607,6 +607,55 @@ START_TEST(test_sbc_secret_and_sources)
 }
 END_TEST
 
+/* the cluster channel (sc_topo_peer_by_src): TCP/TLS only; a proxy with
+ * an address of its own is known by it from any port (the connections it
+ * opens come from an ephemeral one); proxies sharing an address only from
+ * their listen ports */
+START_TEST(test_peer_by_src)
+{
+	const char *doc =
+			HDR "<sip-cluster name=\"c\">\n"
+				"<proxy name=\"p1\" server-id=\"1\" address=\"127.0.0.1\" "
+				"port=\"5060\" geo-location=\"dc1\"/>\n"
+				"<proxy name=\"p2\" server-id=\"2\" address=\"127.0.0.2\" "
+				"port=\"5070\" geo-location=\"dc1\"/>\n"
+				"<proxy name=\"p3\" server-id=\"3\" address=\"127.0.0.2\" "
+				"port=\"5081\" transport=\"tls\" geo-location=\"dc1\"/>\n"
+				"<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+				"<server name=\"s1\" address=\"127.0.0.3\" "
+				"role=\"primary\"/>\n"
+				"</ha-pair>\n" CLOSE;
+	sc_error_t err;
+	sc_topo_t *t = load(doc, &err);
+	sc_ip_t ip;
+	sc_proxy_t *p;
+
+	ck_assert_msg(t != NULL, "rejected: %s", err.reason);
+	sc_ip_parse("127.0.0.1", 9, &ip);
+	p = sc_topo_peer_by_src(t, &ip, 40000, SC_TP_TCP);
+	ck_assert(p != NULL && STR_IS(p->name, "p1"));
+	ck_assert(sc_topo_peer_by_src(t, &ip, 5060, SC_TP_TLS) == p);
+	/* never over UDP (or SCTP): a datagram's source proves nothing */
+	ck_assert(sc_topo_peer_by_src(t, &ip, 5060, SC_TP_UDP) == NULL);
+	ck_assert(sc_topo_peer_by_src(t, &ip, 5060, SC_TP_SCTP) == NULL);
+	/* a shared address: the listen ports tell (p3's SIP port is 5080) */
+	sc_ip_parse("127.0.0.2", 9, &ip);
+	p = sc_topo_peer_by_src(t, &ip, 5070, SC_TP_TCP);
+	ck_assert(p != NULL && STR_IS(p->name, "p2"));
+	p = sc_topo_peer_by_src(t, &ip, 5071, SC_TP_TLS);
+	ck_assert(p != NULL && STR_IS(p->name, "p2"));
+	p = sc_topo_peer_by_src(t, &ip, 5080, SC_TP_TCP);
+	ck_assert(p != NULL && STR_IS(p->name, "p3"));
+	p = sc_topo_peer_by_src(t, &ip, 5081, SC_TP_TLS);
+	ck_assert(p != NULL && STR_IS(p->name, "p3"));
+	ck_assert(sc_topo_peer_by_src(t, &ip, 40000, SC_TP_TCP) == NULL);
+	/* a SIP Server's address is no proxy */
+	sc_ip_parse("127.0.0.3", 9, &ip);
+	ck_assert(sc_topo_peer_by_src(t, &ip, 5060, SC_TP_TCP) == NULL);
+	sc_topo_free(t);
+}
+END_TEST
+
 /* admin= in the document is applied at every load, over run-time state */
 START_TEST(test_admin_from_document)
 {
@@ -725,6 +774,7 @@ Suite *topo_suite(void)
 	tcase_add_test(tc, test_carry_state);
 	tcase_add_test(tc, test_custom_schema_pair_without_servers);
 	tcase_add_test(tc, test_sbc_secret_and_sources);
+	tcase_add_test(tc, test_peer_by_src);
 	tcase_add_test(tc, test_admin_from_document);
 	suite_add_tcase(s, tc);
 	return s;
