@@ -231,15 +231,17 @@ class System:
         addr = self.proxy_addr(i)
         pin = getattr(self, "pin", False)
         prefix = pinned(PROXY_CPU) if pin else []
+        # sipcluster takes KDMQ over TCP only (the cluster channel)
+        tp = ";transport=tcp" if self.kind == "sipcluster" else ""
         defines = ["LISTEN_ADDR=%s" % addr, 'CTL_SOCKET="unix:%s/ctl"' % d,
-                   "SERVER_ID=%d" % i, 'DMQ_SERVER="sip:%s:5060"' % addr,
+                   "SERVER_ID=%d" % i, 'DMQ_SERVER="sip:%s:5060%s"' % (addr, tp),
                    "CHILDREN=%d" % (SAT_CHILDREN if pin else CHILDREN)] + EXTRA_DEFS + self.defs + [
                    "SERVER_TIMEOUT=1000"]
         n = 0
         for j in range(1, self.nproxies + 1):
             if j != i:
                 n += 1
-                defines.append('DMQ_NOTIFY_%d="sip:%s:5060"' % (n, self.proxy_addr(j)))
+                defines.append('DMQ_NOTIFY_%d="sip:%s:5060%s"' % (n, self.proxy_addr(j), tp))
         if self.kind == "sipcluster":
             # the shipped default: bindings written back to a SQLite file
             os.makedirs(d, exist_ok=True)

@@ -169,8 +169,9 @@ function ksr_request_route()
 	reqinit()
 
 	if KSR.is_KDMQ() then
-		if KSR.sipcluster.from_proxy() < 0 then
-			KSR.sipcluster.deny(403, "Not a cluster proxy")
+		-- only the cluster's proxies, over TCP/TLS from their listen address
+		if KSR.sipcluster.from_peer() < 0 then
+			KSR.sipcluster.deny(403, "Not a cluster proxy (KDMQ over TCP/TLS only)")
 			KSR.x.exit()
 		end
 		KSR.dmq.handle_message()
@@ -313,6 +314,13 @@ function ksr_dlg_failover()
 	end
 end
 
+-- every reply, before tm sees it: only from where its branch went
+function ksr_reply_route()
+	if KSR.sipcluster.check_reply() < 0 then
+		KSR.x.drop()
+	end
+end
+
 -- a reply that matches no transaction (tm on_sl_reply): dropped
 function ksr_stray_reply()
 	KSR.x.drop()
@@ -361,6 +369,13 @@ function ksr_xhttp_event(evname)
 		return
 	end
 	if string.find(hu, "^/RPC") then
+		-- management is not on the signalling path: this host only
+		local si = KSR.pv.get("$si") or ""
+		if si ~= "127.0.0.1" and si ~= "::1" then
+			KSR.xhttp.xhttp_reply(403, "Forbidden", "text/plain",
+				"JSON-RPC: not from this address\n")
+			return
+		end
 		KSR.jsonrpcs.dispatch()
 		return
 	end

@@ -84,6 +84,7 @@ extern stat_var *sc_st_xgr_used;
 extern stat_var *sc_st_xgr_dropped;
 extern stat_var *sc_st_refused;
 extern stat_var *sc_st_reload_failures;
+extern stat_var *sc_st_replies_dropped;
 
 /* clocks in ms */
 long long sc_now_ms(void);	/* monotonic */
@@ -129,6 +130,13 @@ int ki_sipcluster_from_server(sip_msg_t *msg);
 int ki_sipcluster_from_proxy(sip_msg_t *msg);
 int ki_sipcluster_from_sbc(sip_msg_t *msg);
 int ki_sipcluster_from_cluster(sip_msg_t *msg);
+int ki_sipcluster_from_peer(sip_msg_t *msg);
+int ki_sipcluster_check_reply(sip_msg_t *msg);
+struct cell;
+/* 1 when rpl comes from where branch of t went (sc_reply_src_ok) */
+int sc_reply_from_branch(struct cell *t, int branch, sip_msg_t *rpl);
+/* the proxy a cluster-channel message comes from (TCP/TLS only), NULL */
+sc_proxy_t *sc_src_peer(sc_view_t *v, sip_msg_t *msg);
 int ki_sipcluster_set_socket(sip_msg_t *msg);
 /* this proxy's listen socket for a transport (NULL when none), on its
  * document address, or for another address family (dual stack) */
@@ -139,6 +147,9 @@ sc_server_t *sc_src_server(sc_topo_t *t, sip_msg_t *msg);
 void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip);
 /* who sent msg (sc_src_t), computed once per message */
 int sc_msg_src(sip_msg_t *msg);
+/* log why msg is dropped or refused (code 0: dropped), at most once per
+ * source and log_interval */
+void sc_refuse_log(sip_msg_t *msg, int code, const char *why);
 /* refuse msg: reply code/reason (stateless) and log it, at most once per
  * source and log_interval; returns 0 (the script stops) */
 int sc_refuse(sip_msg_t *msg, int code, const char *reason, const char *why);

@@ -742,6 +742,22 @@ static void sc_reg_cb(struct cell *t, int type, struct tmcb_params *ps)
 	/* a 2xx tm made up itself is not the SIP Server's */
 	if(ps->rpl == NULL || ps->rpl == FAKED_REPLY)
 		return;
+	/* only the SIP Server's own reply: from where the branch went (the
+	 * cfg's reply_route drops any other before tm sees it; this holds
+	 * for a cfg without it too) and from a cluster SIP Server */
+	{
+		int from_server;
+		from_server = sc_src_server(sc_view_get()->topo, ps->rpl) != NULL;
+		sc_view_put();
+		if(!from_server
+				|| !sc_reply_from_branch(t, t->relayed_reply_branch, ps->rpl)) {
+			update_stat(sc_st_replies_dropped, 1);
+			sc_refuse_log(ps->rpl, 0,
+					"2xx to a REGISTER not from the SIP Server it was sent "
+					"to: no binding stored");
+			return;
+		}
+	}
 	if(ps->rpl->msg_flags & FL_SHM_CLONE) {
 		/* a 2xx is relayed as it arrives, from the pkg copy: never here */
 		LM_WARN("2xx to REGISTER of %.*s not stored: reply is a "

@@ -50,6 +50,7 @@
 #include "../../core/ut.h"
 #include "../../modules/rr/api.h"
 #include "../../modules/sl/sl.h"
+#include "../../modules/tm/tm_load.h"
 
 #include "sc_mod.h"
 #include "sc_topo.h"
@@ -65,6 +66,7 @@
 
 static struct rr_binds sc_rrb;
 static sl_api_t sc_slb;
+static struct tm_binds sc_rt_tmb;
 static str sc_xavp_root = str_init("sipcluster");
 static str sc_xavp_cur = str_init("cur");
 static str sc_xavp_tried = str_init("tried");
@@ -81,6 +83,10 @@ int sc_route_init(void)
 	}
 	if(sl_load_api(&sc_slb) < 0) {
 		LM_ERR("cannot bind the sl API: load sl.so before sipcluster.so\n");
+		return -1;
+	}
+	if(load_tm_api(&sc_rt_tmb) < 0) {
+		LM_ERR("cannot bind the tm API: load tm.so before sipcluster.so\n");
 		return -1;
 	}
 	return 0;
@@ -133,8 +139,9 @@ int sc_msg_src(sip_msg_t *msg)
 	gen = v->topo_gen;
 	if(sc_topo_server_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
 		src = SC_SRC_SERVER;
-	else if(sc_topo_proxy_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
-		src = SC_SRC_PROXY;
+	else if(sc_topo_proxy_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto)
+			|| sc_topo_peer_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
+		src = SC_SRC_PROXY; /* or its connection from its listen port */
 	else if(sc_topo_sbc_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
 		src = SC_SRC_SBC;
 	sc_view_put();
@@ -163,6 +170,30 @@ int ki_sipcluster_from_cluster(sip_msg_t *msg)
 int ki_sipcluster_from_sbc(sip_msg_t *msg)
 {
 	return sc_msg_src(msg) == SC_SRC_SBC ? 1 : -1;
+}
+
+/* the proxy a cluster-channel message comes from (sc_topo_peer_by_src):
+ * over TCP/TLS from a proxy's address and listen port, never ourselves */
+sc_proxy_t *sc_src_peer(sc_view_t *v, sip_msg_t *msg)
+{
+	sc_ip_t ip;
+	sc_proxy_t *p;
+
+	if(msg == NULL || msg == FAKED_REPLY)
+		return NULL;
+	sc_msg_ip(msg, &ip);
+	p = sc_topo_peer_by_src(v->topo, &ip, msg->rcv.src_port, msg->rcv.proto);
+	if(p == &v->topo->proxies[v->self])
+		return NULL;
+	return p;
+}
+
+int ki_sipcluster_from_peer(sip_msg_t *msg)
+{
+	int ok = sc_src_peer(sc_view_get(), msg) != NULL;
+
+	sc_view_put();
+	return ok ? 1 : -1;
 }
 
 int sc_src_flow(sip_msg_t *msg, char *buf, int len)
@@ -353,7 +384,7 @@ static int sc_rl_allow(sip_msg_t *msg, unsigned int *suppressed)
 	return 1;
 }
 
-static void sc_refuse_log(sip_msg_t *msg, int code, const char *why)
+void sc_refuse_log(sip_msg_t *msg, int code, const char *why)
 {
 	unsigned int sup;
 	char more[64];
@@ -1323,6 +1354,39 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 	return 1;
 }
 
+/* an X-Genesys-Route hop the document allows (sc_topo_xgr_allowed): its
+ * host must be an IP literal unless any hop is allowed */
+static int sc_xgr_hop_allowed(const char *uri)
+{
+	struct sip_uri pu;
+	struct ip_addr *ip;
+	sc_ip_t sip;
+	int ok, port;
+	sc_view_t *v = sc_view_get();
+
+	if(v->topo->xgr_any) {
+		sc_view_put();
+		return 1;
+	}
+	sc_view_put();
+	if(parse_uri((char *)uri, strlen(uri), &pu) < 0)
+		return 0;
+	ip = str2ip(&pu.host);
+	if(ip == NULL)
+		ip = str2ip6(&pu.host);
+	if(ip == NULL)
+		return 0;
+	memset(&sip, 0, sizeof(sip));
+	sip.af = ip->af;
+	memcpy(sip.ip, ip->u.addr, ip->len);
+	port = pu.port_no ? pu.port_no
+					  : (pu.proto == PROTO_TLS || pu.type == SIPS_URI_T ? 5061
+																		: 5060);
+	ok = sc_topo_xgr_allowed(sc_view_get()->topo, &sip, port);
+	sc_view_put();
+	return ok;
+}
+
 int ki_sipcluster_x_genesys_route(sip_msg_t *msg)
 {
 	struct hdr_field *h;
@@ -1353,6 +1417,16 @@ int ki_sipcluster_x_genesys_route(sip_msg_t *msg)
 	if(n == 0)
 		return -1;
 	from_server = (sc_msg_src(msg) == SC_SRC_SERVER);
+	if(from_server && ubuf[0] && !sc_xgr_hop_allowed(ubuf)) {
+		char why[320];
+		snprintf(why, sizeof(why),
+				"X-Genesys-Route %s is not a hop the cluster document lists "
+				"(x-genesys-route=\"any\" allows any): removed and ignored",
+				ubuf);
+		sc_refuse_log(msg, 0, why);
+		ubuf[0] = '\0';
+		bad = 0;
+	}
 	if(from_server && ubuf[0]) {
 		if(sc_set_du_flow(msg, ubuf, 0) == 0) {
 			ok = 1;
@@ -1405,6 +1479,90 @@ int ki_sipcluster_check_relay(sip_msg_t *msg)
 		return -1;
 	}
 	return 1;
+}
+
+/* ---- replies: only from where their branch went ---- */
+
+int sc_reply_from_branch(struct cell *t, int branch, sip_msg_t *rpl)
+{
+	struct ip_addr ip;
+	struct dest_info *dst;
+	sc_addr_t d, s;
+	sc_ip_t sip, dip;
+	sc_view_t *v;
+	sc_server_t *srv;
+	sc_proxy_t *px;
+	int any_port = 0;
+
+	if(t == NULL || rpl == NULL || rpl == FAKED_REPLY)
+		return 1; /* tm's own reply */
+	if(branch < 0 || branch >= (int)t->nr_of_outgoings)
+		return 0;
+	dst = &t->uac[branch].request.dst;
+	su2ip_addr(&ip, &dst->to);
+	memset(&d, 0, sizeof(d));
+	d.af = ip.af;
+	memcpy(d.ip, ip.u.addr, ip.len);
+	d.port = su_getport(&dst->to);
+	d.proto = dst->proto;
+	memset(&s, 0, sizeof(s));
+	s.af = rpl->rcv.src_ip.af;
+	memcpy(s.ip, rpl->rcv.src_ip.u.addr, rpl->rcv.src_ip.len);
+	s.port = rpl->rcv.src_port;
+	s.proto = rpl->rcv.proto;
+	if(d.port != s.port && d.proto != PROTO_UDP && d.proto != PROTO_SCTP) {
+		/* a document element whose port the document leaves open may
+		 * answer over a connection it opened itself (as for requests) */
+		sc_msg_ip(rpl, &sip);
+		memset(&dip, 0, sizeof(dip));
+		dip.af = ip.af;
+		memcpy(dip.ip, ip.u.addr, ip.len);
+		v = sc_view_get();
+		srv = sc_topo_server_by_src(v->topo, &sip, s.port, s.proto);
+		px = sc_topo_proxy_by_src(v->topo, &sip, s.port, s.proto);
+		any_port = (srv && sc_ip_eq(&srv->ip, &dip))
+				   || (px && sc_ip_eq(&px->ip, &dip));
+		sc_view_put();
+	}
+	return sc_reply_src_ok(&d, &s, any_port);
+}
+
+/* reply_route (before tm sees the reply): a reply that matches a
+ * transaction but does not come from where the branch it matches went is
+ * dropped (returns -1); tm's reference is released here */
+int ki_sipcluster_check_reply(sip_msg_t *msg)
+{
+	struct cell *t;
+	int branch = -1;
+	char why[160];
+	struct ip_addr ip;
+
+	if(msg == NULL || msg == FAKED_REPLY
+			|| msg->first_line.type != SIP_REPLY)
+		return 1;
+	if(sc_rt_tmb.t_check(msg, &branch) != 1)
+		return 1; /* no transaction: tm's on_sl_reply route drops it */
+	t = sc_rt_tmb.t_gett();
+	if(t == NULL || t == T_UNDEFINED)
+		return 1;
+	if(sc_reply_from_branch(t, branch, msg))
+		return 1;
+	update_stat(sc_st_replies_dropped, 1);
+	if(branch >= 0 && branch < (int)t->nr_of_outgoings) {
+		su2ip_addr(&ip, &t->uac[branch].request.dst.to);
+		snprintf(why, sizeof(why),
+				"%d for %.*s of branch %d sent to %s:%d (%s): not from "
+				"there (forged?)",
+				msg->first_line.u.reply.statuscode, t->method.len,
+				t->method.s, branch, ip_addr2a(&ip),
+				su_getport(&t->uac[branch].request.dst.to),
+				proto2a(t->uac[branch].request.dst.proto));
+	} else {
+		snprintf(why, sizeof(why), "matches no branch");
+	}
+	sc_refuse_log(msg, 0, why);
+	sc_rt_tmb.t_unref(msg);
+	return -1;
 }
 
 /* a request from an HA pair member proves it is the active one: only a

@@ -71,11 +71,13 @@ int sc_sync_wait = 10;
 int sc_sync_settle = 1;
 int sc_sync_batch = 60000;
 int sc_max_tombstones = 100000;
+int sc_sync_max_skew = 60;
 
 stat_var *sc_st_sync_rounds = NULL;
 stat_var *sc_st_sync_repairs = NULL;
 stat_var *sc_st_sync_sent = NULL;
 stat_var *sc_st_sync_applied = NULL;
+stat_var *sc_st_sync_rejected = NULL;
 
 typedef struct sc_sync_peer
 {
@@ -93,7 +95,18 @@ typedef struct sc_sync_peer
 	unsigned long rec_out;
 	unsigned long repairs;
 	long long hold_ms; /* a large push to it is still being applied */
+	long long rec_ms;  /* records it pushed to us last applied at */
+	long long ans_ms;  /* its last digest answered at */
+	long long bulk_ms; /* it was last sent everything in bulk at */
 } sc_sync_peer_t;
+
+/* a peer's digests are answered at most once per this many ms (a digest
+ * costs a walk of every binding and may ask for all of them: no
+ * amplification), and everything in dmq_usrloc's bulk format (applied
+ * there without comparing versions) at most once per SC_SYNC_BULK_MIN_MS;
+ * in between, a peer that says it holds nothing gets our own format */
+#define SC_SYNC_ANSWER_MIN_MS 500
+#define SC_SYNC_BULK_MIN_MS 30000
 
 /* a peer applies a large push at no less than this many records per ms
  * (measured: 100,000 in about 1 s): its digests before then would differ
@@ -296,7 +309,12 @@ static void sc_sync_peers_refresh(void)
 			continue;
 		memset(sp, 0, sizeof(*sp));
 		snprintf(sp->name, sizeof(sp->name), "%.*s", p->name.len, p->name.s);
-		snprintf(sp->uri, sizeof(sp->uri), "%.*s", p->uri.len, p->uri.s);
+		/* the cluster channel is a connection: TCP unless the document
+		 * says TLS (a UDP KDMQ is refused) */
+		snprintf(sp->uri, sizeof(sp->uri), "%.*s%s", p->uri.len, p->uri.s,
+				p->transport == SC_TP_UDP || p->transport == SC_TP_SCTP
+						? ";transport=tcp"
+						: "");
 		sp->server_id = p->server_id;
 		sp->initiator = selfid < p->server_id;
 		sp->state = sc_sy->ready ? SC_PEER_DONE : SC_PEER_PENDING;
@@ -309,6 +327,9 @@ static void sc_sync_peers_refresh(void)
 				sp->done_ms = old[k].done_ms;
 				sp->last_code = old[k].last_code;
 				sp->hold_ms = old[k].hold_ms;
+				sp->rec_ms = old[k].rec_ms;
+				sp->ans_ms = old[k].ans_ms;
+				sp->bulk_ms = old[k].bulk_ms;
 				sp->last_diff = old[k].last_diff;
 				sp->rec_in = old[k].rec_in;
 				sp->rec_out = old[k].rec_out;
@@ -914,8 +935,8 @@ static void sc_sync_job_run(sc_sync_job_t *j)
 	char uri[128];
 	const sc_digest_t *dg;
 	unsigned char bm[SC_SYNC_BITMAP];
-	int diff, n;
-	long long hold;
+	int diff, n, too_soon, bulk;
+	long long hold, now_ms, last;
 
 	lock_get(&sc_sy->lock);
 	p = sc_sync_peer(j->peer);
@@ -926,8 +947,28 @@ static void sc_sync_job_run(sc_sync_job_t *j)
 		return;
 	}
 	snprintf(uri, sizeof(uri), "%s", p->uri);
-	hold = p->hold_ms - sc_wall_ms();
+	now_ms = sc_wall_ms();
+	hold = p->hold_ms - now_ms;
+	last = p->ans_ms;
+	too_soon = j->op == SC_JOB_DIGEST && p->ans_ms > 0
+			   && now_ms - p->ans_ms < SC_SYNC_ANSWER_MIN_MS
+			   && now_ms >= p->ans_ms;
+	bulk = j->op == SC_JOB_DIGEST && j->n == 0
+		   && (p->bulk_ms == 0 || now_ms - p->bulk_ms >= SC_SYNC_BULK_MIN_MS
+				   || now_ms < p->bulk_ms);
+	if(j->op == SC_JOB_DIGEST && hold <= 0 && !too_soon) {
+		p->ans_ms = now_ms;
+		if(bulk)
+			p->bulk_ms = now_ms;
+	}
 	lock_release(&sc_sy->lock);
+
+	if(too_soon) {
+		LM_INFO("sync with %s: a digest %lld ms after the last one answered "
+				"is not answered\n",
+				j->peer, now_ms - last);
+		return;
+	}
 
 	if(j->op == SC_JOB_DIGEST && hold > 0) {
 		/* no answer: it goes on waiting (or times out its start-up wait)
@@ -945,7 +986,7 @@ static void sc_sync_job_run(sc_sync_job_t *j)
 		n = 0;
 		if(diff > 0) {
 			/* ours of the buckets that differ, then ask for theirs */
-			n = sc_sync_push(uri, bm, j->n == 0);
+			n = sc_sync_push(uri, bm, bulk);
 			sc_sync_send_pull(uri, j->id, bm);
 			LM_INFO("sync with %s: %d of %d buckets differ, sent %d "
 					"records\n",
@@ -1032,10 +1073,25 @@ void sc_sync_utimer(unsigned int ticks, void *param)
 		sc_sync_job_run(job);
 
 	if(now - last_gc >= 10) {
+		static unsigned long evicted_seen = 0;
+		static long long evicted_logged = 0;
+		unsigned long ev;
+
 		last_gc = now;
 		lock_get(&sc_sy->tlock);
 		sc_tombs_gc(sc_sy->tombs, now);
+		ev = sc_sy->tombs->evicted;
 		lock_release(&sc_sy->tlock);
+		if(ev != evicted_seen
+				&& now - evicted_logged >= (sc_log_interval > 0 ? sc_log_interval
+																: 0)) {
+			LM_WARN("%lu tombstones evicted by a full table (%lu in all): an "
+					"unregister older than that may be undone by a stale "
+					"copy; raise max_tombstones (%d)\n",
+					ev - evicted_seen, ev, sc_max_tombstones);
+			evicted_seen = ev;
+			evicted_logged = now;
+		}
 	}
 
 	/* whom to send a digest now */
@@ -1047,7 +1103,8 @@ void sc_sync_utimer(unsigned int ticks, void *param)
 		for(i = 0; i < n; i++) {
 			st[i] = sc_sy->peer[i].state;
 			if(st[i] == SC_PEER_PENDING
-					&& now_ms - sc_sy->peer[i].sent_ms >= SC_SYNC_RETRY_MS)
+					&& sc_sync_may_ask(now_ms, sc_sy->peer[i].sent_ms,
+							sc_sy->peer[i].rec_ms, SC_SYNC_RETRY_MS, 0))
 				send[i] = 1;
 		}
 		ready = sc_sync_ready(now, sc_sy->start, sc_sync_wait, st, n);
@@ -1070,7 +1127,9 @@ void sc_sync_utimer(unsigned int ticks, void *param)
 	} else if(sc_sync_interval > 0
 			  && (now >= sc_sy->next_round || sc_sy->now_requested)) {
 		for(i = 0; i < n; i++)
-			if(sc_sy->peer[i].initiator || sc_sy->now_requested)
+			if((sc_sy->peer[i].initiator || sc_sy->now_requested)
+					&& sc_sync_may_ask(now_ms, sc_sy->peer[i].sent_ms,
+							sc_sy->peer[i].rec_ms, SC_SYNC_RETRY_MS, 1))
 				send[i] = 1;
 		sc_sy->now_requested = 0;
 		/* the next round on the interval's grid */
@@ -1097,32 +1156,6 @@ void sc_sync_utimer(unsigned int ticks, void *param)
 }
 
 /* ---- receiving (DMQ worker) ---- */
-
-static srjson_t *sc_jget(srjson_doc_t *d, srjson_t *o, const char *k)
-{
-	return srjson_GetObjectItem(d, o, k);
-}
-
-static int sc_jgetstr(srjson_doc_t *d, srjson_t *o, const char *k, str *out)
-{
-	srjson_t *it = sc_jget(d, o, k);
-
-	if(it == NULL || it->valuestring == NULL) {
-		out->s = "";
-		out->len = 0;
-		return -1;
-	}
-	out->s = it->valuestring;
-	out->len = strlen(it->valuestring);
-	return 0;
-}
-
-static long long sc_jgetnum(srjson_doc_t *d, srjson_t *o, const char *k)
-{
-	srjson_t *it = sc_jget(d, o, k);
-
-	return it ? SRJSON_GET_LLONG(it) : 0;
-}
 
 static ucontact_t *sc_find_contact(urecord_t *r, const str *c)
 {
@@ -1152,95 +1185,108 @@ static int sc_lock_local(
 	return res;
 }
 
+/* the KDMQ being applied (for the log lines of a refusal) */
+static sip_msg_t *sc_sync_msg = NULL;
+
+/* a record a peer sent that no peer may send: refused, counted, logged at
+ * most once per log_interval */
+static void sc_sync_reject(sip_msg_t *msg, const char *what, const str *aor)
+{
+	char why[200];
+
+	update_stat(sc_st_sync_rejected, 1);
+	snprintf(why, sizeof(why), "sync %s of %.*s refused: beyond the clock "
+			"plus sync_max_skew (%d s)", what, aor->len > 64 ? 64 : aor->len,
+			aor->s, sc_sync_max_skew);
+	sc_refuse_log(msg, 0, why);
+}
+
+
 static int sc_apply_binding(srjson_doc_t *d, srjson_t *o, long long now)
 {
-	str aor, c, ruid, rcv, path, callid, ua, inst;
+	sc_sync_rec_t rec;
 	ucontact_info_t ci;
-	sc_bver_t in, lv;
+	sc_bver_t lv;
 	sc_tomb_t *t;
 	urecord_t *r = NULL;
 	ucontact_t *lc = NULL;
 	int res, dec;
 	unsigned int h;
 
-	if(sc_jgetstr(d, o, "aor", &aor) < 0 || aor.len == 0
-			|| sc_jgetstr(d, o, "c", &c) < 0 || c.len == 0)
+	if(sc_sync_rec_parse(d, o, &rec) < 0)
 		return -1;
-	sc_jgetstr(d, o, "ruid", &ruid);
-	sc_jgetstr(d, o, "received", &rcv);
-	sc_jgetstr(d, o, "path", &path);
-	sc_jgetstr(d, o, "callid", &callid);
-	sc_jgetstr(d, o, "user_agent", &ua);
-	sc_jgetstr(d, o, "instance", &inst);
-	in.lm = sc_jgetnum(d, o, "last_modified");
-	in.cseq = (int)sc_jgetnum(d, o, "cseq");
-	in.expires = sc_jgetnum(d, o, "expires");
-	in.callid = callid;
-	if(in.expires != 0 && in.expires <= now)
+	if(rec.v.expires != 0 && rec.v.expires <= now)
 		return 0;
+	/* a far-future version would beat every later copy for ever */
+	if(!sc_sync_time_ok(rec.v.lm, now, sc_sync_max_skew)
+			|| (rec.v.expires != 0 && sc_max_expires > 0
+					&& !sc_sync_time_ok(rec.v.expires,
+							now + sc_max_expires, sc_sync_max_skew))) {
+		sc_sync_reject(sc_sync_msg, "binding", &rec.aor);
+		return 0;
+	}
 
-	h = sc_ul->get_aorhash(&aor);
-	res = sc_lock_local(&aor, &c, &r, &lc, &lv);
+	h = sc_ul->get_aorhash(&rec.aor);
+	res = sc_lock_local(&rec.aor, &rec.c, &r, &lc, &lv);
 	/* the decision is pure: taken under the tombstone lock (after the
 	 * usrloc slot lock, the order everywhere) */
 	lock_get(&sc_sy->tlock);
-	t = sc_tombs_get(sc_sy->tombs, h, &aor, &c);
-	dec = sc_sync_decide(lc ? &lv : NULL, t ? &t->v : NULL, &in, now);
+	t = sc_tombs_get(sc_sy->tombs, h, &rec.aor, &rec.c);
+	dec = sc_sync_decide(lc ? &lv : NULL, t ? &t->v : NULL, &rec.v, now);
 	lock_release(&sc_sy->tlock);
 	if(dec == SC_SYNC_SKIP) {
 		if(res == 0)
 			sc_ul->release_urecord(r);
-		sc_ul->unlock_udomain(sc_dom, &aor);
+		sc_ul->unlock_udomain(sc_dom, &rec.aor);
 		return 0;
 	}
 	memset(&ci, 0, sizeof(ci));
-	ci.ruid = ruid;
-	ci.c = &c;
-	ci.received = rcv;
-	ci.path = &path;
-	ci.expires = (time_t)in.expires;
-	ci.q = (qvalue_t)sc_jgetnum(d, o, "q");
-	ci.callid = &callid;
-	ci.cseq = in.cseq;
-	ci.flags = (unsigned int)sc_jgetnum(d, o, "flags");
-	ci.cflags = (unsigned int)sc_jgetnum(d, o, "cflags");
-	ci.user_agent = &ua;
+	ci.ruid = rec.ruid;
+	ci.c = &rec.c;
+	ci.received = rec.received;
+	ci.path = &rec.path;
+	ci.expires = (time_t)rec.v.expires;
+	ci.q = (qvalue_t)rec.q;
+	ci.callid = &rec.v.callid;
+	ci.cseq = rec.v.cseq;
+	ci.flags = rec.flags;
+	ci.cflags = rec.cflags;
+	ci.user_agent = &rec.ua;
 	ci.sock = NULL;
-	ci.methods = (unsigned int)sc_jgetnum(d, o, "methods");
-	ci.instance = inst;
-	ci.reg_id = (unsigned int)sc_jgetnum(d, o, "reg_id");
-	ci.server_id = (int)sc_jgetnum(d, o, "server_id");
+	ci.methods = rec.methods;
+	ci.instance = rec.instance;
+	ci.reg_id = rec.reg_id;
+	ci.server_id = rec.server_id;
 	ci.tcpconn_id = -1;
-	ci.last_modified = (time_t)in.lm;
+	ci.last_modified = (time_t)rec.v.lm;
 	if(res > 0) {
-		if(sc_ul->insert_urecord(sc_dom, &aor, &r) < 0) {
-			sc_ul->unlock_udomain(sc_dom, &aor);
+		if(sc_ul->insert_urecord(sc_dom, &rec.aor, &r) < 0) {
+			sc_ul->unlock_udomain(sc_dom, &rec.aor);
 			return -1;
 		}
 	} else if(res < 0) {
-		sc_ul->unlock_udomain(sc_dom, &aor);
+		sc_ul->unlock_udomain(sc_dom, &rec.aor);
 		return -1;
 	}
 	if(dec == SC_SYNC_INSERT) {
-		if(sc_ul->insert_ucontact(r, &c, &ci, &lc) < 0)
-			LM_ERR("cannot insert the synced binding %.*s of %.*s\n", c.len,
-					c.s, aor.len, aor.s);
+		if(sc_ul->insert_ucontact(r, &rec.c, &ci, &lc) < 0)
+			LM_ERR("cannot insert the synced binding %.*s of %.*s\n", rec.c.len,
+					rec.c.s, rec.aor.len, rec.aor.s);
 	} else {
 		/* the local copy keeps its ruid */
 		ci.ruid = lc->ruid;
 		if(sc_ul->update_ucontact(r, lc, &ci) < 0)
-			LM_ERR("cannot update the synced binding %.*s of %.*s\n", c.len,
-					c.s, aor.len, aor.s);
+			LM_ERR("cannot update the synced binding %.*s of %.*s\n", rec.c.len,
+					rec.c.s, rec.aor.len, rec.aor.s);
 	}
 	sc_ul->release_urecord(r);
-	sc_ul->unlock_udomain(sc_dom, &aor);
+	sc_ul->unlock_udomain(sc_dom, &rec.aor);
 	return 1;
 }
 
 static int sc_apply_tomb(srjson_doc_t *d, srjson_t *o, long long now)
 {
-	str aor, c, callid;
-	sc_tver_t tv;
+	sc_sync_tin_t in;
 	sc_bver_t lv;
 	urecord_t *r = NULL;
 	ucontact_t *lc = NULL;
@@ -1248,52 +1294,49 @@ static int sc_apply_tomb(srjson_doc_t *d, srjson_t *o, long long now)
 	int res, dec, applied = 0;
 	unsigned int h;
 
-	if(sc_jgetstr(d, o, "a", &aor) < 0 || aor.len == 0
-			|| sc_jgetstr(d, o, "c", &c) < 0 || c.len == 0)
+	if(sc_sync_tomb_parse(d, o, &in) < 0)
 		return -1;
-	sc_jgetstr(d, o, "ci", &callid);
-	tv.at = sc_jgetnum(d, o, "at");
-	tv.cseq = (int)sc_jgetnum(d, o, "cs");
-	tv.callid = callid;
-	until = sc_jgetnum(d, o, "un");
+	until = in.until;
 	if(until <= now)
 		return 0;
-	h = sc_ul->get_aorhash(&aor);
-	res = sc_lock_local(&aor, &c, &r, &lc, &lv);
-	dec = sc_sync_decide_tomb(lc ? &lv : NULL, &tv);
+	if(!sc_sync_time_ok(in.v.at, now, sc_sync_max_skew)) {
+		sc_sync_reject(sc_sync_msg, "tombstone", &in.aor);
+		return 0;
+	}
+	/* no longer than the deleted binding could have lived */
+	until = sc_sync_until_bound(until, now, sc_sync_max_skew, sc_max_expires);
+	h = sc_ul->get_aorhash(&in.aor);
+	res = sc_lock_local(&in.aor, &in.c, &r, &lc, &lv);
+	dec = sc_sync_decide_tomb(lc ? &lv : NULL, &in.v);
 	if(dec == SC_SYNC_DELETE) {
 		/* the usrloc callback records this tombstone, not one made of
 		 * the local copy */
-		sc_del_ctx = &tv;
+		sc_del_ctx = &in.v;
 		sc_ul->delete_ucontact(r, lc);
 		sc_del_ctx = NULL;
 		applied = 1;
 	}
 	if(res == 0)
 		sc_ul->release_urecord(r);
-	sc_ul->unlock_udomain(sc_dom, &aor);
+	sc_ul->unlock_udomain(sc_dom, &in.aor);
 	if(dec == SC_SYNC_INSERT) {
 		lock_get(&sc_sy->tlock);
-		sc_tombs_put(sc_sy->tombs, h, &aor, &c, &tv, until);
+		sc_tombs_put(sc_sy->tombs, h, &in.aor, &in.c, &in.v, until);
 		lock_release(&sc_sy->tlock);
 	}
 	return applied;
 }
 
-/* is the message from the proxy it names? */
+/* is the message from the proxy it names, over the cluster channel (TCP or
+ * TLS from its address and listen port: sc_topo_peer_by_src)? */
 static int sc_sync_sender_ok(sip_msg_t *msg, const str *name)
 {
-	sc_proxy_t *p;
-	sc_ip_t ip;
-	int ok = 0;
+	sc_view_t *v = sc_view_get();
+	sc_proxy_t *p = sc_src_peer(v, msg);
+	int ok = p != NULL && p->name.len == name->len
+			 && memcmp(p->name.s, name->s, name->len) == 0;
 
-	sc_msg_ip(msg, &ip);
-	lock_get(&sc_shared->lock);
-	p = sc_topo_proxy_by_name(sc_shared->topo, name);
-	if(p && sc_ip_eq(&p->ip, &ip)
-			&& p != &sc_shared->topo->proxies[sc_shared->self])
-		ok = 1;
-	lock_release(&sc_shared->lock);
+	sc_view_put();
 	return ok;
 }
 
@@ -1301,7 +1344,8 @@ static int sc_sync_dmq_cb(
 		struct sip_msg *msg, peer_reponse_t *resp, dmq_node_t *node)
 {
 	srjson_doc_t doc;
-	srjson_t *it, *arr;
+	srjson_t *it;
+	sc_sync_env_t env;
 	str body, op, from, s;
 	char *buf = NULL;
 	sc_sync_job_t *job = NULL;
@@ -1312,13 +1356,23 @@ static int sc_sync_dmq_cb(
 	resp->resp_code = 400;
 	resp->reason = sc_dmq_bad;
 	srjson_InitDoc(&doc, NULL);
+	/* authenticate before parsing anything: the cluster channel */
+	if(sc_src_peer(sc_view_get(), msg) == NULL) {
+		sc_view_put();
+		LM_WARN("sync message from %s:%d (%s) ignored: only a cluster proxy "
+				"over TCP/TLS from its listen address\n",
+				ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port,
+				proto2a(msg->rcv.proto));
+		goto done;
+	}
+	sc_view_put();
 	if(parse_headers(msg, HDR_EOH_F, 0) < 0)
 		goto done;
 	body.s = get_body(msg);
 	if(body.s == NULL || msg->content_length == NULL)
 		goto done;
 	len = get_content_length(msg);
-	if(len <= 0)
+	if(len <= 0 || !sc_json_precheck(body.s, len, SC_JSON_MAX_DEPTH))
 		goto done;
 	/* a NUL-terminated copy for the parser */
 	buf = pkg_malloc(len + 1);
@@ -1329,38 +1383,43 @@ static int sc_sync_dmq_cb(
 	memcpy(buf, body.s, len);
 	buf[len] = '\0';
 	doc.root = srjson_Parse(&doc, buf);
-	if(doc.root == NULL || sc_jgetstr(&doc, doc.root, "op", &op) < 0
-			|| sc_jgetstr(&doc, doc.root, "from", &from) < 0) {
+	if(sc_sync_env_parse(&doc, &env) < 0) {
 		LM_WARN("malformed sync message from %s\n",
 				ip_addr2a(&msg->rcv.src_ip));
 		goto done;
 	}
-	if(from.len > SC_NAME_MAX || !sc_sync_sender_ok(msg, &from)) {
-		LM_WARN("sync message claiming to be from '%.*s' sent by %s: "
-				"ignored\n",
-				from.len, from.s, ip_addr2a(&msg->rcv.src_ip));
+	op = env.op;
+	from = env.from;
+	if(!sc_sync_sender_ok(msg, &from)) {
+		LM_WARN("sync message claiming to be from '%.*s' sent by %s:%d "
+				"(%s): ignored (only a cluster proxy over TCP/TLS from its "
+				"listen address)\n",
+				from.len, from.s, ip_addr2a(&msg->rcv.src_ip),
+				msg->rcv.src_port, proto2a(msg->rcv.proto));
 		goto done;
 	}
 	if(op.len == 3 && memcmp(op.s, "rec", 3) == 0) {
-		arr = sc_jget(&doc, doc.root, "r");
-		if(arr)
-			for(it = arr->child; it; it = it->next)
+		sc_sync_msg = msg;
+		if(env.r)
+			for(it = env.r->child; it; it = it->next)
 				if(sc_apply_binding(&doc, it, now) > 0)
 					n++;
-		arr = sc_jget(&doc, doc.root, "x");
-		if(arr)
-			for(it = arr->child; it; it = it->next)
+		if(env.x)
+			for(it = env.x->child; it; it = it->next)
 				if(sc_apply_tomb(&doc, it, now) > 0)
 					n++;
+		sc_sync_msg = NULL;
 		if(n)
 			update_stat(sc_st_sync_applied, n);
 		lock_get(&sc_sy->lock);
 		p = sc_sync_peer(from.s);
-		if(p)
+		if(p) {
 			p->rec_in += n;
+			p->rec_ms = sc_wall_ms();
+		}
 		lock_release(&sc_sy->lock);
 	} else if(op.len == 4 && memcmp(op.s, "done", 4) == 0) {
-		unsigned int id = (unsigned int)sc_jgetnum(&doc, doc.root, "id");
+		unsigned int id = env.id;
 		lock_get(&sc_sy->lock);
 		p = sc_sync_peer(from.s);
 		/* any of our rounds: while a large push is still being applied we
@@ -1371,7 +1430,7 @@ static int sc_sync_dmq_cb(
 		if(p && id != 0 && id <= p->round) {
 			p->state = SC_PEER_DONE;
 			p->done_ms = sc_wall_ms();
-			p->last_diff = (int)sc_jgetnum(&doc, doc.root, "diff");
+			p->last_diff = (int)sc_jget_num(&doc, doc.root, "diff");
 			if(p->last_diff > 0)
 				p->repairs++;
 		}
@@ -1396,18 +1455,18 @@ static int sc_sync_dmq_cb(
 		}
 		memset(job, 0, sizeof(*job));
 		memcpy(job->peer, from.s, from.len);
-		job->id = (unsigned int)sc_jgetnum(&doc, doc.root, "id");
+		job->id = (unsigned int)sc_jget_num(&doc, doc.root, "id");
 		if(op.s[0] == 'd') {
 			job->op = SC_JOB_DIGEST;
-			job->cut = sc_jgetnum(&doc, doc.root, "cut");
-			job->n = sc_jgetnum(&doc, doc.root, "n");
-			job->margin = (int)sc_jgetnum(&doc, doc.root, "margin");
-			if(sc_jgetstr(&doc, doc.root, "d", &s) < 0
+			job->cut = sc_jget_num(&doc, doc.root, "cut");
+			job->n = sc_jget_num(&doc, doc.root, "n");
+			job->margin = (int)sc_jget_num(&doc, doc.root, "margin");
+			if(sc_jget_str(&doc, doc.root, "d", &s) < 0
 					|| sc_digest_unhex(s.s, s.len, job->d) < 0)
 				goto done;
 		} else {
 			job->op = SC_JOB_PULL;
-			if(sc_jgetstr(&doc, doc.root, "b", &s) < 0
+			if(sc_jget_str(&doc, doc.root, "b", &s) < 0
 					|| sc_bitmap_parse(s.s, s.len, job->bm) < 0)
 				goto done;
 		}
@@ -1550,6 +1609,7 @@ static void sc_rpc_sync_status(rpc_t *rpc, void *ctx)
 	void *th, *ah, *ph;
 	sc_sync_peer_t peers[SC_SYNC_MAX_PEERS];
 	int i, n, ready, tombs;
+	unsigned long evicted;
 	long long start, ready_at, now_ms = sc_wall_ms();
 
 	if(sc_sy == NULL) {
@@ -1563,13 +1623,16 @@ static void sc_rpc_sync_status(rpc_t *rpc, void *ctx)
 	start = sc_sy->start;
 	ready_at = sc_sy->ready_at;
 	lock_release(&sc_sy->lock);
+	lock_get(&sc_sy->tlock);
 	tombs = sc_sy->tombs->n;
+	evicted = sc_sy->tombs->evicted;
+	lock_release(&sc_sy->tlock);
 	if(rpc->add(ctx, "{", &th) < 0)
 		return;
-	rpc->struct_add(th, "sdddd", "ready", ready ? "yes" : "no",
+	rpc->struct_add(th, "sddddd", "ready", ready ? "yes" : "no",
 			"ready_after_ms", ready ? (int)(ready_at - start * 1000) : -1,
-			"interval", sc_sync_interval, "tombstones", tombs, "buckets",
-			SC_SYNC_NB);
+			"interval", sc_sync_interval, "tombstones", tombs,
+			"tombstones_evicted", (int)evicted, "buckets", SC_SYNC_NB);
 	if(rpc->struct_add(th, "[", "PEERS", &ah) < 0)
 		return;
 	for(i = 0; i < n; i++) {

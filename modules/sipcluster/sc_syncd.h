@@ -16,6 +16,8 @@ extern int sc_sync_wait;
 extern int sc_sync_settle;
 extern int sc_sync_batch;
 extern int sc_max_tombstones;
+extern int sc_sync_max_skew;
+extern stat_var *sc_st_sync_rejected;
 
 extern stat_var *sc_st_sync_rounds;
 extern stat_var *sc_st_sync_repairs;

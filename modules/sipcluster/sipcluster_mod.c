@@ -73,6 +73,7 @@ stat_var *sc_st_retargeted = NULL;
 stat_var *sc_st_handed_over = NULL;
 stat_var *sc_st_xgr_used = NULL;
 stat_var *sc_st_xgr_dropped = NULL;
+stat_var *sc_st_replies_dropped = NULL;
 stat_var *sc_st_refused = NULL;
 stat_var *sc_st_reload_failures = NULL;
 
@@ -86,6 +87,8 @@ static void mod_destroy(void);
 static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_from_peer(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_check_reply(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_route(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_next(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_record_route(sip_msg_t *msg, char *p1, char *p2);
@@ -113,6 +116,10 @@ static cmd_export_t cmds[] = {
 		0, 0, 0, ANY_ROUTE},
 	{"sipcluster_from_proxy", (cmd_function)w_sipcluster_from_proxy,
 		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_from_peer", (cmd_function)w_sipcluster_from_peer,
+		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_check_reply", (cmd_function)w_sipcluster_check_reply,
+		0, 0, 0, ONREPLY_ROUTE},
 	{"sipcluster_from_sbc", (cmd_function)w_sipcluster_from_sbc,
 		0, 0, 0, ANY_ROUTE},
 	{"sipcluster_from_cluster", (cmd_function)w_sipcluster_from_cluster,
@@ -170,6 +177,7 @@ static param_export_t params[] = {
 	{"sync_settle", PARAM_INT, &sc_sync_settle},
 	{"sync_batch", PARAM_INT, &sc_sync_batch},
 	{"max_tombstones", PARAM_INT, &sc_max_tombstones},
+	{"sync_max_skew", PARAM_INT, &sc_sync_max_skew},
 	{0, 0, 0}
 };
 
@@ -193,6 +201,7 @@ static stat_export_t mod_stats[] = {
 	{"xgr_used", 0, &sc_st_xgr_used},
 	{"xgr_dropped", 0, &sc_st_xgr_dropped},
 	{"refused", 0, &sc_st_refused},
+	{"replies_dropped", 0, &sc_st_replies_dropped},
 	{"reload_failures", 0, &sc_st_reload_failures},
 	{"registers_relayed", 0, &sc_st_reg_relayed},
 	{"bindings_stored", 0, &sc_st_reg_stored},
@@ -203,6 +212,7 @@ static stat_export_t mod_stats[] = {
 	{"sync_repairs", 0, &sc_st_sync_repairs},
 	{"sync_records_sent", 0, &sc_st_sync_sent},
 	{"sync_records_applied", 0, &sc_st_sync_applied},
+	{"sync_rejected", 0, &sc_st_sync_rejected},
 	{"sync_tombstones", STAT_IS_FUNC, (stat_var **)sc_sync_stat_tombstones},
 	{0, 0, 0}
 };
@@ -1014,6 +1024,16 @@ static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_from_proxy(msg);
 }
 
+static int w_sipcluster_from_peer(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_from_peer(msg);
+}
+
+static int w_sipcluster_check_reply(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_check_reply(msg);
+}
+
 static int w_sipcluster_from_cluster(sip_msg_t *msg, char *p1, char *p2)
 {
 	return ki_sipcluster_from_cluster(msg);
@@ -1149,6 +1169,16 @@ static sr_kemi_t sr_kemi_sipcluster_exports[] = {
 	},
 	{ str_init("sipcluster"), str_init("from_proxy"),
 		SR_KEMIP_INT, ki_sipcluster_from_proxy,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("sipcluster"), str_init("from_peer"),
+		SR_KEMIP_INT, ki_sipcluster_from_peer,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("sipcluster"), str_init("check_reply"),
+		SR_KEMIP_INT, ki_sipcluster_check_reply,
 		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},

@@ -55,6 +55,13 @@ static const char *tp_param(int tp)
 	return "";
 }
 
+/* DMQ (the cluster channel) runs over a connection: TCP for a proxy the
+ * document reaches over UDP (or SCTP), TLS for one it reaches over TLS */
+static const char *dmq_tp_param(int tp)
+{
+	return tp == SC_TP_TLS ? ";transport=tls" : ";transport=tcp";
+}
+
 static int render(
 		sc_topo_t *t, const char *name, const char *file, const char *tlscfg)
 {
@@ -89,6 +96,11 @@ static int render(
 		   "from\n# %s: render it again when the document changes\n",
 			name, path);
 	printf("#!trydef LISTEN_ADDR %s\n", h);
+	/* connections it opens come from its own address (the cluster channel
+	 * names a proxy by it), from an ephemeral port */
+	printf("#!trydef TCP_SOURCE_%s %.*s\n",
+			me->ip.af == 10 /* AF_INET6 */ ? "IPV6" : "IPV4", me->address.len,
+			me->address.s);
 	printf("#!trydef LISTEN_PORT %d\n", sipport);
 	printf("#!trydef TLS_PORT %d\n", tlsport);
 	printf("#!trydef PROXY_NAME \"%s\"\n", name);
@@ -96,14 +108,14 @@ static int render(
 	printf("#!trydef CLUSTER_FILE \"%s\"\n", path);
 	printf("#!trydef SERVER_ID %d\n", me->server_id);
 	printf("#!trydef DMQ_SERVER \"sip:%s:%d%s\"\n", h, me->port,
-			tp_param(me->transport));
+			dmq_tp_param(me->transport));
 	for(i = 0; i < t->nproxies && k < SC_MAX_NOTIFY; i++) {
 		sc_proxy_t *p = &t->proxies[i];
 		if(p == me)
 			continue;
 		host(p, h, sizeof(h));
 		printf("#!trydef DMQ_NOTIFY_%d \"sip:%s:%d%s\"\n", ++k, h, p->port,
-				tp_param(p->transport));
+				dmq_tp_param(p->transport));
 	}
 	if(tlscfg && tlscfg[0]) {
 		if(realpath(tlscfg, tpath) == NULL) {
