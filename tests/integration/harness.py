@@ -239,6 +239,7 @@ class Cluster:
         self.file = os.path.join(self.dir, "cluster.xml")
         self.write(xml)
         self.procs = []
+        self.started_at = {}
 
     def write(self, xml):
         tmp = self.file + ".tmp"
@@ -300,7 +301,23 @@ class Cluster:
             return True
         return wait_until(ok, timeout, 0.05)
 
+    def wait_dmq(self, names, timeout=20):
+        """every proxy of names lists every one of names as an active DMQ
+        node, and stays so: a start notification to a proxy that was not
+        running yet fails to connect (DMQ over TCP) and times out 4 s later
+        (tm fr_timer); dmq then marks that node pending, even when it came
+        up meanwhile, until the next DMQ ping (DMQ_PING, 5 s)"""
+        last = max(self.started_at.get(n, 0) for n in names)
+        time.sleep(max(0.0, last + 4.5 - time.monotonic()))
+
+        def ok():
+            return all(len(re.findall(r"status: active", kamcmd(
+                self.rundir(n), "dmq.list_nodes").stdout)) >= len(names)
+                for n in names)
+        return wait_until(ok, timeout, 0.2)
+
     def start_proxy(self, name, extra=(), check=True, tls_cfg=None, wait_sync=True):
+        self.started_at[name] = time.monotonic()
         d = self.rundir(name)
         cmd = [PROXY, "start", "--cluster", self.file, "--name", name, "--dir", d]
         if tls_cfg:
@@ -644,8 +661,12 @@ class Endpoint:
                     re.search(r"(?im)^CSeq:.*$", msg).group(0)) and reply_code(msg) >= 200:
                 return msg
 
-    def register(self, expires=3600, contact=None, password=None):
+    def register(self, expires=3600, contact=None, password=None, on_challenge=None):
+        """REGISTER, answering a digest challenge; on_challenge(reply) runs
+        between the challenge and the answer"""
         r = self._register_once(expires, contact=contact)
+        if reply_code(r) == 401 and on_challenge:
+            on_challenge(r)
         if reply_code(r) == 401:
             ch = re.search(r"(?im)^WWW-Authenticate:\s*Digest\s+(.*)$", r).group(1)
             realm = re.search(r'realm="([^"]*)"', ch).group(1)

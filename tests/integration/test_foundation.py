@@ -155,16 +155,33 @@ class TestLab(unittest.TestCase):
         self.assertEqual(names - exported, set())
 
     def test_json_rpc_over_http(self):
+        """JSON-RPC over HTTP answers this host's own 127.0.0.1 only
+        (HTTP_RPC_ALLOW); any other source gets 403 and runs nothing"""
+        import http.client
         import json
-        import urllib.request
-        req = urllib.request.Request(
-            "http://%s.1.1:9090/RPC" % B, method="POST",
-            data=json.dumps({"jsonrpc": "2.0", "method": "sipcluster.which",
-                             "params": ["new"], "id": 1}).encode())
-        with urllib.request.urlopen(req, timeout=5) as r:
-            res = json.loads(r.read().decode())["result"]
+
+        def post(src):
+            conn = http.client.HTTPConnection("%s.1.1" % B, 9090, timeout=5,
+                                              source_address=(src, 0))
+            try:
+                conn.request("POST", "/RPC", body=json.dumps(
+                    {"jsonrpc": "2.0", "method": "sipcluster.which", "params": ["new"],
+                     "id": 1}))
+                r = conn.getresponse()
+                return r.status, r.read().decode()
+            finally:
+                conn.close()
+        status, body = post("127.0.0.1")
+        self.assertEqual(status, 200, body)
+        res = json.loads(body)["result"]
         self.assertIn(res["pair"], ("node-dc1-1", "node-dc1-2"))
         self.assertEqual(res["data_center"], "local")
+        # from another address (an operator's management network is listed
+        # with -A HTTP_RPC_ALLOW): refused
+        for src in ("%s.9.77" % B, "%s.1.1" % B):
+            status, body = post(src)
+            self.assertEqual(status, 403, body)
+            self.assertNotIn("result", body)
 
 
 class TestStartAndReload(unittest.TestCase):

@@ -54,6 +54,26 @@ def doc():
         '<sip-cluster name="hostile">', '<sip-cluster name="hostile" secret="hostile-secret-0123">')
 
 
+def udp_rcvbuf_errors():
+    """the kernel's count of UDP datagrams dropped for a full receive buffer"""
+    with open("/proc/net/snmp") as f:
+        rows = [l.split() for l in f if l.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def udp_socket_drops(ip, port):
+    """datagrams the kernel dropped for the UDP socket bound to ip:port (a
+    full receive buffer): /proc/net/udp's last column"""
+    a = socket.inet_aton(ip)
+    want = "%02X%02X%02X%02X:%04X" % (a[3], a[2], a[1], a[0], port)
+    with open("/proc/net/udp") as f:
+        for line in f:
+            col = line.split()
+            if len(col) > 12 and col[1] == want:
+                return int(col[-1])
+    return 0
+
+
 def pkg_used(rundir):
     out = kamcmd(rundir, "pkg.stats").stdout
     return sum(int(x) for x in re.findall(r"used:\s*(\d+)", out))
@@ -211,9 +231,18 @@ class TestHostileTraffic(unittest.TestCase):
             s.close()
         cls.c.stop_all()
 
+    def listeners(self):
+        """the UDP sockets of the proxies and the stand-ins"""
+        out = {"p1": P1, "p2": P2}
+        out.update({n: (a, 5060) for n, (a, _) in SERVERS.items()})
+        return out
+
     def send_attack(self, n, stop):
         """n messages over UDP from 400 addresses (each below the per-source
-        rate limit), about 2,000 per second"""
+        rate limit), about 1,000 per second: a 2-core machine shared with
+        the stand-ins and SIPp lost 15 % of what reached the proxy at 2,000
+        per second (a lost good reply is retransmitted, but three in a row
+        failed a call)"""
         atk = Attack(self.sinks)
         socks = []
         for ip in ATTACKERS:
@@ -234,8 +263,8 @@ class TestHostileTraffic(unittest.TestCase):
                 except OSError:
                     pass
                 sent += 1
-                if sent % 200 == 0:  # about 2,000 per second
-                    lag = sent / 2000.0 - (time.monotonic() - t0)
+                if sent % 100 == 0:  # about 1,000 per second
+                    lag = sent / 1000.0 - (time.monotonic() - t0)
                     if lag > 0:
                         time.sleep(lag)
         finally:
@@ -243,15 +272,24 @@ class TestHostileTraffic(unittest.TestCase):
                 s.close()
         self.sent = sent
 
-    def flood(self, n):
-        """one source far above the per-source limit: pike stops it"""
+    def flood(self, n, rate=1000):
+        """one source far above the per-source limit (rate/s against pike's
+        50/s): pike stops it. Paced: sent in one burst it overran the
+        proxy's UDP receive buffer (the kernel dropped a stand-in's three
+        200s to one good BYE, which then timed out), which no SIP proxy
+        can prevent and is not what this test is about"""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind((FLOODER, 0))
         atk = Attack(self.sinks, seed=11)
+        t0 = time.monotonic()
         for i in range(n):
             m = atk.valid(method="OPTIONS", ruri="sip:flood@%s:5060" % P1[0]).replace(
                 "{SRC}", "%s:%d" % s.getsockname())
             s.sendto(m.encode(), P1)
+            if i % 100 == 99:
+                lag = (i + 1) / float(rate) - (time.monotonic() - t0)
+                if lag > 0:
+                    time.sleep(lag)
         s.close()
 
     def tcp_abuse(self, n_idle, n_half):
@@ -279,6 +317,8 @@ class TestHostileTraffic(unittest.TestCase):
         log0 = len(self.c.log("p1").splitlines())
         self.assertGreater(pkg0, 0, "pkg.stats reports nothing (allocator?)")
 
+        drops0 = udp_rcvbuf_errors()
+        own0 = {n: udp_socket_drops(*a) for n, a in self.listeners().items()}
         # idle and half-open TCP connections held all along
         conns = self.tcp_abuse(300, 100)
         stop = threading.Event()
@@ -291,7 +331,7 @@ class TestHostileTraffic(unittest.TestCase):
             os.unlink(errfile)
         load = subprocess.Popen(
             ["sipp", "-nostdin", "-sf", SIPP_UAC, "-i", LOADGEN, "-p", "5070",
-             "-m", "500", "-r", "20", "-d", "500", "-timeout", "120",
+             "-m", "800", "-r", "20", "-d", "500", "-timeout", "120",
              "-trace_stat", "-stf", os.path.join(RUNS, "hostile", "good.csv"),
              "-trace_err", "-error_file", errfile,
              "%s:%d" % P1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -322,16 +362,23 @@ class TestHostileTraffic(unittest.TestCase):
             s.close()
         ok = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
         failed = re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+        # datagrams the kernel dropped: on the host (most of them replies
+        # to the attackers, who never read), and at the proxies and the
+        # stand-ins (a good message lost there is only retransmitted)
+        own = {n: udp_socket_drops(*a) - own0[n] for n, a in self.listeners().items()}
+        drops = "UDP receive-buffer drops: %d on the host; %s" % (
+            udp_rcvbuf_errors() - drops0,
+            ", ".join("%s %d" % kv for kv in sorted(own.items())))
         print("\n    %d hostile messages + 5,000 flood + 400 TCP connections in %.0f s; "
-              "good calls: %s ok, %s failed" % (self.sent, took, ok and ok.group(1),
-                                               failed and failed.group(1)),
+              "good calls: %s ok, %s failed; %s" % (
+                  self.sent, took, ok and ok.group(1), failed and failed.group(1), drops),
               end=" ", flush=True)
-        errors = ""
+        errors = drops + "\n"
         if os.path.exists(errfile):
             with open(errfile, errors="replace") as f:
                 errors = f.read()[-3000:]
         self.assertEqual(load.returncode, 0, out[-3000:] + "\nSIPp's errors:\n" + errors)
-        self.assertEqual(int(ok.group(1)), 500)
+        self.assertEqual(int(ok.group(1)), 800)
 
         # still alive and answering
         self.assertTrue(kamcmd(p1, "core.uptime").stdout)

@@ -39,9 +39,7 @@ class TestKemiLua(unittest.TestCase):
         for p in ("k1", "k2"):
             c.start_proxy(p, LUA)
         assert wait_until(lambda: c.pairs("k1")["n1"]["state"] == "in-service", 10)
-        assert wait_until(lambda: all(
-            "status: active" in kamcmd(c.rundir(n), "dmq.list_nodes").stdout
-            for n in ("k1", "k2")), 20, 0.2)
+        assert c.wait_dmq(["k1", "k2"])
 
     @classmethod
     def tearDownClass(cls):

@@ -71,10 +71,7 @@ class TestRegistrar(unittest.TestCase):
         import harness
         harness._started.append(d)
         # DMQ: every proxy knows every other one
-        ok = wait_until(lambda: all(
-            len(re.findall(r"status: active", kamcmd(c.rundir(n), "dmq.list_nodes").stdout)) >= 4
-            for n in PROXIES), 20, 0.2)
-        assert ok, kamcmd(c.rundir("dc1-a"), "dmq.list_nodes").stdout
+        assert c.wait_dmq(list(PROXIES)), kamcmd(c.rundir("dc1-a"), "dmq.list_nodes").stdout
         assert wait_until(lambda: all(
             p["state"] == "in-service" for p in c.pairs("dc1-a").values()), 10)
 

@@ -36,6 +36,9 @@ def doc(w1=1, w2=1, n1_admin=None):
     body += pair_xml("n2", "dc1", [("a2", SERVERS["a2"][0], "primary"),
                                    ("b2", SERVERS["b2"][0], "backup")], weight=w2)
     body += pair_xml("n3", "dc2", [("a3", SERVERS["a3"][0], "primary")])
+    # a gateway the SIP Servers reach through the proxies (X-Genesys-Route
+    # is honoured towards listed hops only)
+    body += '  <sbc name="gw1" address="%s" port="5080"/>\n' % (B + ".9.7")
     return cluster_xml("routing", body)
 
 

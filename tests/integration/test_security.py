@@ -376,15 +376,23 @@ class TestNoRelay(unittest.TestCase):
                     "Call-ID: %s" % uuid.uuid4().hex, "CSeq: 1 %s" % m]).encode(), P1)
             time.sleep(0.5)
             self.assertEqual(self.c.pairs("p1")["n5"]["active"], "a5")
-            # an INVITE from the backup's address and port is proof
+            # an INVITE from the backup's address and port is a claim, not
+            # proof: b5 is probed at once and, silent (not running), stays
+            # the backup
+            n5 = self.c.pairs("p1")["n5"]
+            p0, sw0 = int(n5["SERVERS"]["b5"]["pings"]), n5["switchovers"]
             s.sendto(sip_msg("INVITE sip:nobody@sipcluster.test SIP/2.0", [
                 "Via: SIP/2.0/UDP %s:5060;branch=z9hG4bK%s" % (B5, uuid.uuid4().hex[:10]),
                 "Max-Forwards: 70", "From: <sip:b5@x>;tag=1", "To: <sip:nobody@sipcluster.test>",
                 "Call-ID: %s" % uuid.uuid4().hex, "CSeq: 1 INVITE"]).encode(), P1)
-            self.assertTrue(wait_until(lambda: self.c.pairs("p1")["n5"]["active"] == "b5", 2))
+            self.assertTrue(wait_until(
+                lambda: int(self.c.pairs("p1")["n5"]["SERVERS"]["b5"]["pings"]) > p0, 2))
+            time.sleep(1.5)
         finally:
             s.close()
-        self.assertTrue(wait_until(lambda: self.c.pairs("p1")["n5"]["active"] == "a5", 6))
+        n5 = self.c.pairs("p1")["n5"]
+        self.assertEqual(n5["active"], "a5", n5)
+        self.assertEqual(n5["switchovers"], sw0, n5)
 
     # ---- 8. what a hostile-traffic run found
 
@@ -416,9 +424,12 @@ class TestNoRelay(unittest.TestCase):
                     "Contact: <sip:ep@{LIP}:{LPORT}>"]
             return final_reply(send_raw(sip_msg("INVITE sip:dn@sipcluster.test SIP/2.0", hdrs),
                                         P1, EVIL, transport=transport))
-        # 60 KB over UDP: 513; over TCP the connection is closed
+        # 60 KB: 513, over UDP and over TCP (whose read buffer carries the
+        # cluster channel's 61 KB batches); above the buffer (TCP_RD_BUF,
+        # 64 KB) the connection is closed
         self.assertEqual(reply_code(invite("x" * 60000, "udp")), 513)
-        self.assertIsNone(invite("x" * 60000, "tcp"))
+        self.assertEqual(reply_code(invite("x" * 60000, "tcp")), 513)
+        self.assertIsNone(invite("x" * 70000, "tcp"))
         # a Call-ID longer than the limit: 400
         self.assertEqual(reply_code(invite("y" * 300, "udp")), 400)
         # and a normal call still works
