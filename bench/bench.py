@@ -573,6 +573,77 @@ def m_select():
     return res
 
 
+DOC_SIZES = [int(x) for x in os.environ.get("BENCH_DOC_PAIRS", "1000,10000,50000").split(",")]
+PROXY_CLI = os.path.join(TOP, "scripts", "sipcluster-proxy")
+CHECK_CLI = os.path.join(TOP, "modules", "sipcluster", "tools", "sipcluster-check")
+
+
+def big_doc(path, npairs):
+    """a cluster document of npairs HA pairs (two members each) in two
+    data centers, two proxies on 127.32.0.1/2; the servers' addresses
+    (127.33.0.0 upwards) are never started: the document is what is
+    measured"""
+    out = ['<?xml version="1.0"?>', '<sip-cluster name="docscale">',
+           '  <proxy name="d1" server-id="1" address="127.32.0.1" port="5060" '
+           'geo-location="dc1"/>',
+           '  <proxy name="d2" server-id="2" address="127.32.0.2" port="5060" '
+           'geo-location="dc2"/>']
+    for k in range(npairs):
+        a = 33 + k // 62500
+        b, c = divmod(k % 62500, 250)
+        ip = "127.%d.%d.%d" % (a, b, c + 1)
+        out.append('  <ha-pair name="n%d" geo-location="dc%d">' % (k, 1 + k % 2))
+        out.append('    <server name="s%da" address="%s" port="5060" role="primary"/>'
+                   % (k, ip))
+        out.append('    <server name="s%db" address="%s" port="5062" role="backup"/>'
+                   % (k, ip))
+        out.append('  </ha-pair>')
+    out.append('</sip-cluster>')
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def m_docscale():
+    """the cluster document's cost by size: sipcluster-check (parse, schema,
+    semantic checks), a proxy's start (launcher check, render, module load)
+    and a reload with the largest size that fits the shm given, shm per pair"""
+    d = os.path.join(RUN, "docscale")
+    os.makedirs(d, exist_ok=True)
+    res = {"check": {}, "start": {}, "reload": {}, "shm": {}}
+    for n in DOC_SIZES:
+        f = os.path.join(d, "doc%d.xml" % n)
+        big_doc(f, n)
+        t = time.monotonic()
+        subprocess.run([CHECK_CLI, f], check=True, capture_output=True, timeout=600)
+        res["check"][n] = time.monotonic() - t
+        log("document of %d pairs checked in %.2f s" % (n, res["check"][n]))
+        if n > 10000:
+            continue  # 50,000 pairs: 1.5 GB of shm, 100,000 silent members probed
+        pd = os.path.join(d, "proxy%d" % n)
+        kill_dir(pd)
+        t = time.monotonic()
+        # shm as the launcher sizes it for the document
+        subprocess.run([PROXY_CLI, "start", "--cluster", f, "--name", "d1", "--dir", pd,
+                        "--", "-A", "OOS_CHECK=60", "-A", "OOS_FORCE=5"],
+                       check=True, capture_output=True, timeout=120)
+        res["start"][n] = time.monotonic() - t
+        started.append(pd)
+        res["shm"][n] = shm_used(pd)
+        took = []
+        for _ in range(3):
+            t = time.monotonic()
+            kamcmd(pd, "sipcluster.reload", timeout=60)
+            took.append(time.monotonic() - t)
+        res["reload"][n] = statistics.median(took)
+        log("proxy with %d pairs started in %.2f s, reloaded in %.2f s, shm %d"
+            % (n, res["start"][n], res["reload"][n], res["shm"][n]))
+        kill_dir(pd)
+    ns = sorted(res["shm"])
+    if len(ns) >= 2:
+        res["shm_per_pair"] = (res["shm"][ns[-1]] - res["shm"][ns[0]]) / (ns[-1] - ns[0])
+    return res
+
+
 # ------------------------------------------------------------ report
 
 def machine():
@@ -623,6 +694,9 @@ def main():
                 log("-- %s: %s" % (name, s.kind))
                 r[(name, s.kind)] = fn(s)
         sel = m_select()
+        if not ONLY or "docscale" in ONLY:
+            log("-- docscale")
+            r[("docscale", "sipcluster")] = m_docscale()
     finally:
         for d in list(started):
             kill_dir(d)
@@ -688,6 +762,19 @@ def report(r, sel, took):
          "%.1f (O(n) SWRR step)" % sel[1000]["swrr_on_ns"],
          ratio(sel[1000]["pick_ns"], sel[1000]["swrr_on_ns"]), "O(1)"),
     ]
+    D = r.get(("docscale", o))
+    if D:
+        for n in sorted(D["check"]):
+            rows.append(("Cluster document, %d pairs: sipcluster-check s (s per 1,000 pairs)" % n,
+                         "%.2f (%.3f)" % (D["check"][n], D["check"][n] * 1000.0 / n),
+                         "", "", "50,000 in < 2 s" if n == 50000 else "O(n)"))
+        for n in sorted(D["start"]):
+            rows.append(("Proxy with %d pairs: start / reload (s)" % n,
+                         "%.2f / %.2f" % (D["start"][n], D["reload"][n]), "", "",
+                         "< 3 / < 2" if n == 10000 else ""))
+        if "shm_per_pair" in D:
+            rows.append(("Cluster document: shm bytes per pair (two members)",
+                         "%.0f" % D["shm_per_pair"], "", "", ""))
     head = "| Measurement | sipcluster | baseline | ratio | target |\n|---|---|---|---|---|\n"
     table = head + "".join("| %s | %s | %s | %s | %s |\n" % row for row in rows)
     steps = "".join("| %s | %d | %d | %d | %.2f %% |\n" % (k, rate, ok, lost, pct)

@@ -364,6 +364,33 @@ static void sc_index_add(sc_index_t *x, unsigned int h, int i)
 
 #define sc_index_first(x, h) ((x)->head[(h) & ((x)->size - 1)])
 
+/* a chained index of n entries on the heap, for a check at load time
+ * (uniqueness in O(n), not O(n^2)); sc_tmp_index_free() releases it */
+static int sc_tmp_index_init(sc_index_t *x, int n)
+{
+	unsigned int i;
+
+	x->size = sc_index_size(n);
+	x->head = malloc(x->size * sizeof(int));
+	x->next = malloc((n > 0 ? n : 1) * sizeof(int));
+	if(x->head == NULL || x->next == NULL) {
+		free(x->head);
+		free(x->next);
+		x->head = x->next = NULL;
+		return -1;
+	}
+	for(i = 0; i < x->size; i++)
+		x->head[i] = -1;
+	return 0;
+}
+
+static void sc_tmp_index_free(sc_index_t *x)
+{
+	free(x->head);
+	free(x->next);
+	x->head = x->next = NULL;
+}
+
 /* ---- validation against the schema ---- */
 
 static int sc_schema_validate(
@@ -447,6 +474,8 @@ static int sc_check_semantics(
 		sc_topo_t *t, const char *file, int root_line, sc_error_t *err)
 {
 	int i, j, k, n, na;
+	unsigned int h;
+	sc_index_t ix;
 	sc_named_t *names;
 	sc_addr_item_t *items;
 
@@ -476,19 +505,28 @@ static int sc_check_semantics(
 				(sc_named_t){"server", &t->servers[i].name, t->servers[i].line};
 	for(i = 0; i < t->nsbcs; i++)
 		names[k++] = (sc_named_t){"sbc", &t->sbcs[i].name, t->sbcs[i].line};
-	for(i = 1; i < n; i++) {
-		for(j = 0; j < i; j++) {
+	if(sc_tmp_index_init(&ix, n) < 0) {
+		free(names);
+		sc_err_set(err, file, 0, "out of memory");
+		return -1;
+	}
+	for(i = 0; i < n; i++) {
+		h = sc_hash_bytes(names[i].name->s, names[i].name->len);
+		for(j = sc_index_first(&ix, h); j >= 0; j = ix.next[j]) {
 			if(sc_str_eq(names[i].name, names[j].name)) {
 				sc_err_set(err, file, names[i].line,
 						"duplicate name '%.*s': %s already used by the %s at "
 						"line %d",
 						names[i].name->len, names[i].name->s, names[i].kind,
 						names[j].kind, names[j].line);
+				sc_tmp_index_free(&ix);
 				free(names);
 				return -1;
 			}
 		}
+		sc_index_add(&ix, h, i);
 	}
+	sc_tmp_index_free(&ix);
 	free(names);
 
 	/* every proxy has its own server-id, 1-255 */
@@ -605,6 +643,11 @@ static int sc_check_semantics(
 		items[k++] = (sc_addr_item_t){"sbc", &p->name, &p->address, &p->ip,
 				p->port, p->transport, p->line};
 	}
+	if(sc_tmp_index_init(&ix, na) < 0) {
+		free(items);
+		sc_err_set(err, file, 0, "out of memory");
+		return -1;
+	}
 	for(i = 0; i < na; i++) {
 		sc_addr_item_t *a = &items[i];
 		if(sc_ip_parse(a->address->s, a->address->len, a->ip) < 0) {
@@ -612,10 +655,13 @@ static int sc_check_semantics(
 					"%s '%.*s': address '%.*s' is not an IPv4 or IPv6 literal",
 					a->kind, a->name->len, a->name->s, a->address->len,
 					a->address->s);
+			sc_tmp_index_free(&ix);
 			free(items);
 			return -1;
 		}
-		for(j = 0; j < i; j++) {
+		h = sc_hash_ip(a->ip) ^ ((unsigned int)a->port * 2654435761u)
+			^ (unsigned int)a->transport;
+		for(j = sc_index_first(&ix, h); j >= 0; j = ix.next[j]) {
 			sc_addr_item_t *b = &items[j];
 			if(a->port == b->port && a->transport == b->transport
 					&& sc_ip_eq(a->ip, b->ip)) {
@@ -627,11 +673,14 @@ static int sc_check_semantics(
 						a->name->len, a->name->s, ab, a->port,
 						sc_transport_name(a->transport), b->name->len,
 						b->name->s, b->line);
+				sc_tmp_index_free(&ix);
 				free(items);
 				return -1;
 			}
 		}
+		sc_index_add(&ix, h, i);
 	}
+	sc_tmp_index_free(&ix);
 	free(items);
 
 	/* roles */
@@ -1242,6 +1291,11 @@ int sc_topo_xgr_allowed(sc_topo_t *t, const sc_ip_t *ip, int port)
 	return 0;
 }
 
+unsigned long sc_topo_shm_need(const sc_topo_t *t)
+{
+	return SC_SHM_BASE + (unsigned long)t->npairs * SC_SHM_PER_PAIR;
+}
+
 static int sc_server_same(const sc_server_t *a, const sc_server_t *b)
 {
 	return sc_str_eq(&a->name, &b->name) && a->port == b->port
@@ -1256,7 +1310,11 @@ void sc_topo_carry_state(
 	for(i = 0; i < nt->nservers; i++) {
 		sc_server_t *s = &nt->servers[i];
 		const sc_server_t *o = NULL;
-		for(j = 0; old && j < old->nservers; j++) {
+		/* names are unique: the old one of that name, if the same */
+		for(j = old ? sc_index_first(&old->srv_by_name,
+							  sc_hash_bytes(s->name.s, s->name.len))
+					: -1;
+				j >= 0; j = old->srv_by_name.next[j]) {
 			if(sc_server_same(s, &old->servers[j])) {
 				o = &old->servers[j];
 				break;
@@ -1274,7 +1332,10 @@ void sc_topo_carry_state(
 		sc_pair_t *p = &nt->pairs[i];
 		const sc_pair_t *o = NULL;
 		int same = 0;
-		for(j = 0; old && j < old->npairs; j++) {
+		for(j = old ? sc_index_first(&old->pair_by_name,
+							  sc_hash_bytes(p->name.s, p->name.len))
+					: -1;
+				j >= 0; j = old->pair_by_name.next[j]) {
 			if(sc_str_eq(&p->name, &old->pairs[j].name)) {
 				o = &old->pairs[j];
 				break;

@@ -216,6 +216,16 @@ sc_proxy_t *sc_topo_peer_by_src(
  * x-genesys-route="any", else a listed SIP Server, SBC or proxy address */
 int sc_topo_xgr_allowed(sc_topo_t *t, const sc_ip_t *ip, int port);
 
+/* Shared memory a proxy needs for a document: SC_SHM_BASE for Kamailio
+ * and the modules, and per HA pair its share of the topology (about 1 KB)
+ * and of the OPTIONS probes in flight (tm transactions; to silent servers
+ * they live for the probe timeout): 10,000 pairs of two silent members
+ * held 191 MB in use and peaked at 245 MB (make bench, docscale), so
+ * SC_SHM_PER_PAIR leaves that peak a margin. In bytes. */
+#define SC_SHM_BASE (32UL << 20)
+#define SC_SHM_PER_PAIR (28UL << 10)
+unsigned long sc_topo_shm_need(const sc_topo_t *t);
+
 /* Carry run-time state from old to new: a server keeps its state (and uid)
  * when a server with the same name, address, port and transport exists in
  * old; a pair keeps its state when it has the same name and its members are

@@ -607,6 +607,92 @@ START_TEST(test_sbc_secret_and_sources)
 }
 END_TEST
 
+/* a large document: the uniqueness checks (hash sets) find a duplicate
+ * name or address:port:transport anywhere, naming the first use's line;
+ * a clean one loads with every pair; the shm it needs grows with it */
+static char *big_doc(int n, const char *last_name, const char *last_addr)
+{
+	size_t cap = 512 + (size_t)n * 200;
+	char *d = malloc(cap), *w = d;
+	int k;
+
+	w += sprintf(w, HDR "<sip-cluster name=\"big\">\n" /* line 2 */
+					"<proxy name=\"p1\" server-id=\"1\" address=\"127.9.0.1\" "
+					"geo-location=\"dc1\"/>\n"); /* 3 */
+	for(k = 0; k < n; k++) /* pair k: lines 4 + 3k .. 6 + 3k */
+		w += sprintf(w,
+				"<ha-pair name=\"n%d\" geo-location=\"dc1\">\n"
+				"<server name=\"%s%d\" address=\"%s\" role=\"primary\"/>\n"
+				"</ha-pair>\n",
+				k, k == n - 1 && last_name ? last_name : "s",
+				k == n - 1 && last_name ? 0 : k,
+				k == n - 1 && last_addr ? last_addr : "");
+	strcpy(w, CLOSE);
+	return d;
+}
+
+static char *big_doc_addrs(int n, const char *last_name, const char *last_addr)
+{
+	/* every server its own address 127.10.x.y */
+	char *d = big_doc(n, last_name, last_addr), *out, *r, *w;
+	int k = 0;
+
+	out = malloc(strlen(d) + (size_t)n * 16 + 1);
+	for(r = d, w = out; *r;) {
+		if(strncmp(r, "address=\"\"", 10) == 0) {
+			w += sprintf(w, "address=\"127.10.%d.%d\"", k / 250, 1 + k % 250);
+			k++;
+			r += 10;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+	free(d);
+	return out;
+}
+
+START_TEST(test_large_document_linear_checks)
+{
+	sc_error_t err;
+	sc_topo_t *t;
+	char *d;
+	unsigned long small;
+
+	d = big_doc_addrs(20000, NULL, NULL);
+	t = load(d, &err);
+	ck_assert_msg(t != NULL, "rejected: %s:%d: %s", err.file, err.line,
+			err.reason);
+	ck_assert_int_eq(t->npairs, 20000);
+	ck_assert_int_eq(t->nservers, 20000);
+	ck_assert(sc_topo_shm_need(t) == SC_SHM_BASE + 20000UL * SC_SHM_PER_PAIR);
+	small = SC_SHM_BASE + SC_SHM_PER_PAIR;
+	ck_assert(sc_topo_shm_need(t) > small);
+	sc_topo_free(t);
+	free(d);
+
+	/* the last server takes the first one's name (s0, line 5) */
+	d = big_doc_addrs(20000, "s", NULL);
+	t = load(d, &err);
+	ck_assert(t == NULL);
+	ck_assert_int_eq(err.line, 4 + 3 * 19999 + 1);
+	ck_assert_msg(strstr(err.reason, "duplicate name 's0'") != NULL
+					  && strstr(err.reason, "at line 5") != NULL,
+			"%s", err.reason);
+	free(d);
+
+	/* the last server takes the first one's address (line 5) */
+	d = big_doc_addrs(20000, NULL, "127.10.0.1");
+	t = load(d, &err);
+	ck_assert(t == NULL);
+	ck_assert_int_eq(err.line, 4 + 3 * 19999 + 1);
+	ck_assert_msg(strstr(err.reason, "127.10.0.1:5060:udp") != NULL
+					  && strstr(err.reason, "'s0' at line 5") != NULL,
+			"%s", err.reason);
+	free(d);
+}
+END_TEST
+
 /* the cluster channel (sc_topo_peer_by_src): TCP/TLS only; a proxy with
  * an address of its own is known by it from any port (the connections it
  * opens come from an ephemeral one); proxies sharing an address only from
@@ -775,6 +861,7 @@ Suite *topo_suite(void)
 	tcase_add_test(tc, test_custom_schema_pair_without_servers);
 	tcase_add_test(tc, test_sbc_secret_and_sources);
 	tcase_add_test(tc, test_peer_by_src);
+	tcase_add_test(tc, test_large_document_linear_checks);
 	tcase_add_test(tc, test_admin_from_document);
 	suite_add_tcase(s, tc);
 	return s;
