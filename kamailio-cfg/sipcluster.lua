@@ -96,7 +96,9 @@ local function reqinit()
 		end
 		local sbc = KSR.sipcluster.from_sbc() > 0
 		if PIKE and not sbc and KSR.pike.pike_check_req() < 0 then
-			KSR.x.exit() -- a flood: no answer at all
+			-- a flood: no answer at all, but counted and logged
+			KSR.sipcluster.flood_drop()
+			KSR.x.exit()
 		end
 		local proto = KSR.pv.get("$proto")
 		if TCP_SOURCE_LIMIT and not sbc

@@ -85,6 +85,7 @@ extern stat_var *sc_st_xgr_dropped;
 extern stat_var *sc_st_refused;
 extern stat_var *sc_st_reload_failures;
 extern stat_var *sc_st_replies_dropped;
+extern stat_var *sc_st_flood_dropped;
 
 /* clocks in ms */
 long long sc_now_ms(void);	/* monotonic */
@@ -131,6 +132,7 @@ int ki_sipcluster_from_proxy(sip_msg_t *msg);
 int ki_sipcluster_from_sbc(sip_msg_t *msg);
 int ki_sipcluster_from_cluster(sip_msg_t *msg);
 int ki_sipcluster_from_peer(sip_msg_t *msg);
+int ki_sipcluster_flood_drop(sip_msg_t *msg);
 int ki_sipcluster_check_reply(sip_msg_t *msg);
 struct cell;
 /* 1 when rpl comes from where branch of t went (sc_reply_src_ok) */

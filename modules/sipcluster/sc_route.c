@@ -196,6 +196,20 @@ int ki_sipcluster_from_peer(sip_msg_t *msg)
 	return ok ? 1 : -1;
 }
 
+/* a request over the per-source limit (pike): dropped without an answer
+ * (answering a flood would reflect it), but counted (flood_dropped) and
+ * logged once per source per log_interval, so an operator sees a site NAT
+ * or a trunk that needs listing as an SBC; returns 1 */
+int ki_sipcluster_flood_drop(sip_msg_t *msg)
+{
+	update_stat(sc_st_flood_dropped, 1);
+	sc_refuse_log(msg, 0,
+			"over the per-source request limit (PIKE_DENSITY per 2 s): "
+			"dropped without an answer (a trunk, SBC or site NAT: list it "
+			"as <sbc>, or raise PIKE_DENSITY)");
+	return 1;
+}
+
 int sc_src_flow(sip_msg_t *msg, char *buf, int len)
 {
 	const char *tp;

@@ -74,6 +74,7 @@ stat_var *sc_st_handed_over = NULL;
 stat_var *sc_st_xgr_used = NULL;
 stat_var *sc_st_xgr_dropped = NULL;
 stat_var *sc_st_replies_dropped = NULL;
+stat_var *sc_st_flood_dropped = NULL;
 stat_var *sc_st_refused = NULL;
 stat_var *sc_st_reload_failures = NULL;
 
@@ -88,6 +89,7 @@ static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_server(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_proxy(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_from_peer(sip_msg_t *msg, char *p1, char *p2);
+static int w_sipcluster_flood_drop(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_check_reply(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_route(sip_msg_t *msg, char *p1, char *p2);
 static int w_sipcluster_next(sip_msg_t *msg, char *p1, char *p2);
@@ -118,6 +120,8 @@ static cmd_export_t cmds[] = {
 		0, 0, 0, ANY_ROUTE},
 	{"sipcluster_from_peer", (cmd_function)w_sipcluster_from_peer,
 		0, 0, 0, ANY_ROUTE},
+	{"sipcluster_flood_drop", (cmd_function)w_sipcluster_flood_drop,
+		0, 0, 0, REQUEST_ROUTE},
 	{"sipcluster_check_reply", (cmd_function)w_sipcluster_check_reply,
 		0, 0, 0, ONREPLY_ROUTE},
 	{"sipcluster_from_sbc", (cmd_function)w_sipcluster_from_sbc,
@@ -202,6 +206,7 @@ static stat_export_t mod_stats[] = {
 	{"xgr_dropped", 0, &sc_st_xgr_dropped},
 	{"refused", 0, &sc_st_refused},
 	{"replies_dropped", 0, &sc_st_replies_dropped},
+	{"flood_dropped", 0, &sc_st_flood_dropped},
 	{"reload_failures", 0, &sc_st_reload_failures},
 	{"registers_relayed", 0, &sc_st_reg_relayed},
 	{"bindings_stored", 0, &sc_st_reg_stored},
@@ -409,6 +414,18 @@ static int sc_check_topo(sc_topo_t *t, char *msg, int len)
 	}
 	if(sc_check_transports(t, self, msg, len) < 0)
 		return -1;
+	if(shm_mem_size < sc_topo_shm_need(t)) {
+		/* refused now rather than out of memory once the probes run */
+		snprintf(msg, len,
+				"%.*s: %d HA pairs need about %lu MB of shared memory (%lu KB "
+				"per pair with its probes in flight), this Kamailio has %lu "
+				"MB: start it with -m %lu (sipcluster-proxy --shm, or "
+				"SHM_MEMORY in /etc/default/kamailio)",
+				t->file.len, t->file.s, t->npairs,
+				sc_topo_shm_need(t) >> 20, SC_SHM_PER_PAIR >> 10,
+				shm_mem_size >> 20, (sc_topo_shm_need(t) >> 20) + 1);
+		return -1;
+	}
 	return self;
 }
 
@@ -1029,6 +1046,11 @@ static int w_sipcluster_from_peer(sip_msg_t *msg, char *p1, char *p2)
 	return ki_sipcluster_from_peer(msg);
 }
 
+static int w_sipcluster_flood_drop(sip_msg_t *msg, char *p1, char *p2)
+{
+	return ki_sipcluster_flood_drop(msg);
+}
+
 static int w_sipcluster_check_reply(sip_msg_t *msg, char *p1, char *p2)
 {
 	return ki_sipcluster_check_reply(msg);
@@ -1174,6 +1196,11 @@ static sr_kemi_t sr_kemi_sipcluster_exports[] = {
 	},
 	{ str_init("sipcluster"), str_init("from_peer"),
 		SR_KEMIP_INT, ki_sipcluster_from_peer,
+		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
+			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
+	},
+	{ str_init("sipcluster"), str_init("flood_drop"),
+		SR_KEMIP_INT, ki_sipcluster_flood_drop,
 		{ SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE,
 			SR_KEMIP_NONE, SR_KEMIP_NONE, SR_KEMIP_NONE }
 	},

@@ -308,6 +308,34 @@ class TestStartAndReload(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("[40000] proxy 'nobody' is not found", p.stderr)
 
+    def test_large_document_gets_its_shm_or_names_it(self):
+        """10,000 pairs need more than 256 MB (28 KB a pair with its probes
+        in flight): the launcher sizes shm for the document, and a Kamailio
+        given less refuses at start naming the -m to give"""
+        body = proxy_xml("px", B + ".50.1", "dc1") + proxy_xml("py", B + ".50.2", "dc2")
+        for k in range(10000):
+            ip = "%s.%d.%d" % (B, 100 + k // 250, 1 + k % 250)
+            body += pair_xml("g%d" % k, "dc%d" % (1 + k % 2),
+                             [("g%da" % k, ip, "primary")])
+        self.c.write(cluster_xml("big", body))
+        slow = ["-A", "OOS_CHECK=60", "-A", "OOS_FORCE=5"]
+        p = self.c.start_proxy("px", slow, check=False, wait_sync=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("2 proxies, 10000 HA pairs, 10000 servers", self.c.log("px"))
+        out = kamcmd(self.c.rundir("px"), "core.shmmem").stdout
+        total = int(re.search(r"total:\s*(\d+)", out).group(1))
+        self.assertGreater(total, 300 << 20)  # not the 256 MB default
+        self.c.stop("px")
+        d = self.c.rundir("px")
+        p = subprocess.run([PROXY, "start", "--cluster", self.c.file, "--name", "px",
+                            "--dir", d, "--shm", "128", "--"] + slow,
+                           capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        m = re.search(r"10000 HA pairs need about (\d+) MB of shared memory .* this "
+                      r"Kamailio has 128 MB: start it with -m (\d+)", self.c.log("px"))
+        self.assertTrue(m, self.c.log("px")[-2000:])
+        self.assertGreater(int(m.group(2)), 256)
+
     def test_reload_success_keeps_state_of_existing_servers(self):
         self.start()
         self.assertTrue(wait_until(

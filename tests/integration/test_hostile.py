@@ -402,7 +402,13 @@ class TestHostileTraffic(unittest.TestCase):
               end=" ", flush=True)
         sources = [re.search(r"from ([0-9.]+):", l).group(1) for l in ours]
         self.assertEqual(len(sources), len(set(sources)), "a source logged twice")
-        self.assertLessEqual(len(ours), len(ATTACKERS) + 2)
+        # (+1: the flooder, whose drops are logged once too)
+        self.assertLessEqual(len(ours), len(ATTACKERS) + 3)
+        # the flood: dropped without an answer, but counted and logged
+        flood = [l for l in ours if "over the per-source request limit" in l]
+        self.assertEqual(len(flood), 1, flood)
+        self.assertIn("from %s:" % FLOODER, flood[0])
+        self.assertGreater(self.c.stats("p1").get("flood_dropped", 0), 2500)
         # memory back at its baseline once transactions are gone
         def settled():
             return (shm_used(p1) < shm0 + 256 * 1024
