@@ -32,9 +32,14 @@
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../../core/dprint.h"
 #include "../../core/sr_module.h"
@@ -72,6 +77,7 @@ int sc_sync_settle = 1;
 int sc_sync_batch = 60000;
 int sc_max_tombstones = 100000;
 int sc_sync_max_skew = 60;
+char *sc_tomb_file = NULL;
 
 stat_var *sc_st_sync_rounds = NULL;
 stat_var *sc_st_sync_repairs = NULL;
@@ -143,8 +149,11 @@ typedef struct sc_sync_shared
 	int now_requested;
 	int qn, qhead;
 	sc_sync_job_t q[SC_SYNC_QLEN];
-	gen_lock_t tlock; /* the tombstones */
+	gen_lock_t tlock; /* the tombstones, and the journal */
 	sc_tombs_t *tombs;
+	int jloaded;		  /* the journal was read back */
+	int jdirty;			  /* appended since the last fdatasync */
+	unsigned long jlines; /* lines in the journal file */
 } sc_sync_shared_t;
 
 static sc_sync_shared_t *sc_sy = NULL;
@@ -189,6 +198,238 @@ int sc_sync_is_ready(void)
 	return sc_sy == NULL || sc_sy->ready;
 }
 
+/* ---- the tombstone journal: a removal survives a kill of every proxy ----
+ *
+ * usrloc writes its changes back every timer_interval, so a binding removed
+ * shortly before every proxy dies (a power cut) is still in each one's
+ * database and would be loaded again, everywhere, with no peer left that
+ * holds its tombstone. With tomb_file set, every tombstone is appended to
+ * that file as it is made (one JSON object a line, the sync's tombstone
+ * format), the sync process fdatasyncs it within SC_JOURNAL_SYNC_MS, reads
+ * it back at start-up (its removals applied to what usrloc loaded, before
+ * the start-up sync) and rewrites it with the live tombstones once it holds
+ * twice their number. Appends and rewrites hold tlock, so an append never
+ * goes to a file a rewrite has replaced. */
+
+#define SC_JOURNAL_SYNC_MS 200
+
+static int sc_jfd = -1; /* this process's descriptor of tomb_file */
+static ino_t sc_jino = 0;
+static int sc_jloading = 0; /* reading back: no appends */
+
+/* an open descriptor of the current tomb_file (under tlock) */
+static int sc_journal_fd(void)
+{
+	struct stat st;
+
+	if(sc_jfd >= 0 && stat(sc_tomb_file, &st) == 0 && st.st_ino == sc_jino)
+		return sc_jfd;
+	if(sc_jfd >= 0)
+		close(sc_jfd);
+	sc_jfd = open(sc_tomb_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+			0640);
+	if(sc_jfd < 0) {
+		LM_ERR("cannot open the tombstone journal %s: %s: a removal may "
+			   "come back if every proxy dies before usrloc writes it "
+			   "back\n",
+				sc_tomb_file, strerror(errno));
+		return -1;
+	}
+	if(fstat(sc_jfd, &st) == 0)
+		sc_jino = st.st_ino;
+	return sc_jfd;
+}
+
+/* one tombstone as a journal line, NUL-terminated in buf (system malloc,
+ * free()); NULL when out of memory */
+static char *sc_journal_line(
+		const str *aor, const str *c, const sc_tver_t *v, long long until)
+{
+	srjson_doc_t d;
+	srjson_t *o;
+	char *js, *line = NULL;
+	size_t n;
+
+	srjson_InitDoc(&d, NULL);
+	o = srjson_CreateObject(&d);
+	if(o == NULL)
+		return NULL;
+	srjson_AddItemToObject(&d, o, "a", srjson_CreateStr(&d, aor->s, aor->len));
+	srjson_AddItemToObject(&d, o, "c", srjson_CreateStr(&d, c->s, c->len));
+	srjson_AddItemToObject(
+			&d, o, "ci", srjson_CreateStr(&d, v->callid.s, v->callid.len));
+	srjson_AddNumberToObject(&d, o, "cs", v->cseq);
+	srjson_AddNumberToObject(&d, o, "at", (double)v->at);
+	srjson_AddNumberToObject(&d, o, "un", (double)until);
+	js = srjson_PrintUnformatted(&d, o);
+	if(js) {
+		n = strlen(js);
+		line = malloc(n + 2);
+		if(line) {
+			memcpy(line, js, n);
+			line[n] = '\n';
+			line[n + 1] = '\0';
+		}
+		d.free_fn(js);
+	}
+	srjson_Delete(&d, o);
+	return line;
+}
+
+static int sc_write_all(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while(n > 0) {
+		w = write(fd, p, n);
+		if(w < 0 && errno == EINTR)
+			continue;
+		if(w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* under tlock */
+static void sc_journal_append(
+		const str *aor, const str *c, const sc_tver_t *v, long long until)
+{
+	char *line;
+	int fd;
+
+	if(sc_tomb_file == NULL || sc_jloading)
+		return;
+	fd = sc_journal_fd();
+	if(fd < 0)
+		return;
+	line = sc_journal_line(aor, c, v, until);
+	if(line == NULL || sc_write_all(fd, line, strlen(line)) < 0)
+		LM_ERR("cannot append to the tombstone journal %s: %s\n",
+				sc_tomb_file, strerror(errno));
+	else {
+		sc_sy->jlines++;
+		sc_sy->jdirty = 1;
+	}
+	free(line);
+}
+
+/* under tlock: the journal replaced by the live tombstones */
+static void sc_journal_rewrite(void)
+{
+	char tmp[1024], *line;
+	sc_tomb_t *e;
+	int fd, i, bad = 0;
+	unsigned long n = 0;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", sc_tomb_file);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if(fd < 0) {
+		LM_ERR("cannot write %s: %s\n", tmp, strerror(errno));
+		return;
+	}
+	for(i = 0; i < SC_SYNC_NB && !bad; i++) {
+		for(e = sc_sy->tombs->b[i]; e && !bad; e = e->next) {
+			line = sc_journal_line(&e->aor, &e->contact, &e->v, e->until);
+			if(line == NULL || sc_write_all(fd, line, strlen(line)) < 0)
+				bad = 1;
+			free(line);
+			n++;
+		}
+	}
+	if(bad || fdatasync(fd) < 0) {
+		LM_ERR("cannot write %s: %s (the journal is kept as it is)\n", tmp,
+				strerror(errno));
+		close(fd);
+		unlink(tmp);
+		return;
+	}
+	close(fd);
+	if(rename(tmp, sc_tomb_file) < 0) {
+		LM_ERR("cannot replace %s: %s\n", sc_tomb_file, strerror(errno));
+		unlink(tmp);
+		return;
+	}
+	sc_sy->jlines = n;
+	sc_sy->jdirty = 0;
+}
+
+static int sc_apply_tomb(srjson_doc_t *d, srjson_t *o, long long now);
+
+/* sync process, once, before the start-up sync: the removals of the
+ * journal applied to what usrloc loaded, the journal compacted */
+static void sc_journal_load(long long now)
+{
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	srjson_doc_t doc;
+	unsigned long lines = 0, bad = 0, removed = 0;
+	int r;
+
+	f = fopen(sc_tomb_file, "r");
+	if(f == NULL) {
+		if(errno != ENOENT)
+			LM_ERR("cannot read the tombstone journal %s: %s\n", sc_tomb_file,
+					strerror(errno));
+	} else {
+		sc_jloading = 1;
+		while((len = getline(&line, &cap, f)) > 0) {
+			lines++;
+			if(line[len - 1] != '\n'
+					|| !sc_json_precheck(line, (int)len - 1, SC_JSON_MAX_DEPTH)) {
+				bad++; /* a line cut by the crash, or not ours */
+				continue;
+			}
+			line[len - 1] = '\0';
+			srjson_InitDoc(&doc, NULL);
+			doc.root = srjson_Parse(&doc, line);
+			if(doc.root == NULL || doc.root->type != srjson_Object)
+				bad++;
+			else if((r = sc_apply_tomb(&doc, doc.root, now)) < 0)
+				bad++;
+			else
+				removed += r;
+			srjson_DestroyDoc(&doc);
+		}
+		sc_jloading = 0;
+		free(line);
+		fclose(f);
+	}
+	lock_get(&sc_sy->tlock);
+	sc_journal_rewrite();
+	sc_sy->jloaded = 1;
+	lock_release(&sc_sy->tlock);
+	if(lines > 0)
+		LM_NOTICE("tombstone journal %s: %lu lines, %lu bindings loaded from "
+				  "the database removed again, %lu tombstones kept%s\n",
+				sc_tomb_file, lines, removed, sc_sy->jlines,
+				bad ? " (lines that were not whole skipped)" : "");
+}
+
+/* sync process: flushed within SC_JOURNAL_SYNC_MS, compacted when it holds
+ * twice the live tombstones */
+static void sc_journal_tick(long long now_ms)
+{
+	static long long last = 0;
+	int fd;
+
+	if(sc_tomb_file == NULL || now_ms - last < SC_JOURNAL_SYNC_MS)
+		return;
+	last = now_ms;
+	lock_get(&sc_sy->tlock);
+	if(sc_sy->jlines > 2 * (unsigned long)sc_sy->tombs->n + 1024) {
+		sc_journal_rewrite();
+	} else if(sc_sy->jdirty) {
+		fd = sc_journal_fd();
+		if(fd >= 0 && fdatasync(fd) == 0)
+			sc_sy->jdirty = 0;
+	}
+	lock_release(&sc_sy->tlock);
+}
+
 /* ---- usrloc callbacks: tombstones ---- */
 
 static void sc_sync_ulcb(ucontact_t *c, int type, void *param)
@@ -230,6 +471,8 @@ static void sc_sync_ulcb(ucontact_t *c, int type, void *param)
 	if(sc_tombs_put(sc_sy->tombs, h, c->aor, &c->c, &v, until) < 0)
 		LM_ERR("no shm for the tombstone of %.*s (%.*s)\n", c->aor->len,
 				c->aor->s, c->c.len, c->c.s);
+	else
+		sc_journal_append(c->aor, &c->c, &v, until);
 	lock_release(&sc_sy->tlock);
 	if(sc_unreg_on && sc_del_ctx == NULL) {
 		/* kept for the peers (pkg copy) */
@@ -1061,6 +1304,9 @@ void sc_sync_utimer(unsigned int ticks, void *param)
 			return;
 		}
 	}
+	if(sc_tomb_file && !sc_sy->jloaded)
+		sc_journal_load(now);
+	sc_journal_tick(now_ms);
 	lock_get(&sc_sy->lock);
 	sc_sync_peers_refresh();
 	lock_release(&sc_sy->lock);
@@ -1321,7 +1567,8 @@ static int sc_apply_tomb(srjson_doc_t *d, srjson_t *o, long long now)
 	sc_ul->unlock_udomain(sc_dom, &in.aor);
 	if(dec == SC_SYNC_INSERT) {
 		lock_get(&sc_sy->tlock);
-		sc_tombs_put(sc_sy->tombs, h, &in.aor, &in.c, &in.v, until);
+		if(sc_tombs_put(sc_sy->tombs, h, &in.aor, &in.c, &in.v, until) == 0)
+			sc_journal_append(&in.aor, &in.c, &in.v, until);
 		lock_release(&sc_sy->tlock);
 	}
 	return applied;

@@ -17,6 +17,7 @@ extern int sc_sync_settle;
 extern int sc_sync_batch;
 extern int sc_max_tombstones;
 extern int sc_sync_max_skew;
+extern char *sc_tomb_file;
 extern stat_var *sc_st_sync_rejected;
 
 extern stat_var *sc_st_sync_rounds;

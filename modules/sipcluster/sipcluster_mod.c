@@ -181,6 +181,7 @@ static param_export_t params[] = {
 	{"sync_settle", PARAM_INT, &sc_sync_settle},
 	{"sync_batch", PARAM_INT, &sc_sync_batch},
 	{"max_tombstones", PARAM_INT, &sc_max_tombstones},
+	{"tomb_file", PARAM_STRING, &sc_tomb_file},
 	{"sync_max_skew", PARAM_INT, &sc_sync_max_skew},
 	{0, 0, 0}
 };

@@ -92,9 +92,7 @@ class TestFaults(unittest.TestCase):
             c.start_standin(name, addr)
         for n in PROXIES:
             c.start_proxy(n, ARGS)
-        assert wait_until(lambda: all(
-            len(re.findall(r"status: active", kamcmd(c.rundir(n), "dmq.list_nodes").stdout)) >= 4
-            for n in PROXIES), 20, 0.2)
+        assert c.wait_dmq(list(PROXIES))
         assert wait_until(lambda: all(
             p["state"] == "in-service" for p in c.pairs("dc1-a").values()), 10)
         cls.eps = []
@@ -361,6 +359,54 @@ class TestFaults(unittest.TestCase):
         print("\n  SIGKILL under load: %d REGISTERs, 0 failed; dc1-b started and synced "
               "in %.1f s, all proxies equal %.1f s later" % (len(codes), up, t))
 
+
+    def test_06_removals_survive_a_kill_of_every_proxy(self):
+        """a power cut right after unregisters: 30 AoRs in every proxy's
+        database, the proxies restarted with usrloc writing back only every
+        60 s, the 30 unregistered and 30 new AoRs registered, then every
+        proxy SIGKILLed at once (nothing of it written back): started
+        again, no removed binding is bound anywhere (the tombstone
+        journal); the new registrations are counted (in no database: the
+        window a power cut may lose, UL_TIMER)"""
+        c = self.c
+        olds = [self.ep(B + ".11.%d" % (i + 1), "dc1-a" if i % 2 else "dc2-b", "rm%d" % i)
+                for i in range(30)]
+        for e in olds:
+            self.assertEqual(reply_code(e.register(3600)), 200)
+        t, st = self.converged()
+        self.assertIsNotNone(t, {n: len(v) for n, v in st.items()})
+        time.sleep(2.5)  # written back (UL_TIMER 1)
+        slow = ["UL_TIMER=60" if a == "UL_TIMER=1" else a for a in ARGS]
+        for n in PROXIES:
+            self.kill9(n)
+        for n in PROXIES:
+            c.start_proxy(n, slow)
+        self.assertTrue(c.wait_dmq(list(PROXIES)))
+        for n in PROXIES:
+            self.assertEqual(len([a for a, _ in bindings(c, n) if a.startswith("rm")]), 30, n)
+        news = [self.ep(B + ".12.%d" % (i + 1), "dc2-a" if i % 2 else "dc1-b", "nw%d" % i)
+                for i in range(30)]
+        t0 = time.monotonic()
+        for e in olds:
+            self.assertEqual(reply_code(e.register(0)), 200)
+        for e in news:
+            self.assertEqual(reply_code(e.register(3600)), 200)
+        for n in PROXIES:
+            self.kill9(n)
+        window = time.monotonic() - t0
+        for n in PROXIES:
+            c.start_proxy(n, ARGS)
+        self.assertTrue(c.wait_dmq(list(PROXIES)))
+        self.converged()
+        back = {n: sorted(a for a, _ in bindings(c, n) if a.startswith("rm")) for n in PROXIES}
+        kept = {n: len([a for a, _ in bindings(c, n) if a.startswith("nw")]) for n in PROXIES}
+        print("\n  SIGKILL of all 4 %.1f s after the first of 30 unregisters and 30 "
+              "registrations: %d removed bindings back, %d of 30 new ones kept"
+              % (window, max(len(v) for v in back.values()), max(kept.values())),
+              end=" ", flush=True)
+        self.assertEqual(back, {n: [] for n in PROXIES})
+        self.assertRegex(c.log("dc1-a"), r"tombstone journal .*: \d+ lines, \d+ bindings "
+                                         r"loaded from the database removed again")
 
 if __name__ == "__main__":
     unittest.main()
