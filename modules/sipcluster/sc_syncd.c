@@ -1444,7 +1444,11 @@ static void sc_sync_reject(sip_msg_t *msg, const char *what, const str *aor)
 	snprintf(why, sizeof(why), "sync %s of %.*s refused: beyond the clock "
 			"plus sync_max_skew (%d s)", what, aor->len > 64 ? 64 : aor->len,
 			aor->s, sc_sync_max_skew);
-	sc_refuse_log(msg, 0, why);
+	if(msg == NULL) /* the tombstone journal: the clock went back */
+		LM_WARN("%s (tombstone journal %s: has the clock gone back?)\n",
+				why, sc_tomb_file ? sc_tomb_file : "");
+	else
+		sc_refuse_log(msg, 0, why);
 }
 
 

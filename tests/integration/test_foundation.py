@@ -336,6 +336,33 @@ class TestStartAndReload(unittest.TestCase):
         self.assertTrue(m, self.c.log("px")[-2000:])
         self.assertGreater(int(m.group(2)), 256)
 
+    def test_tombstone_journal_survives_bad_lines(self):
+        """the journal read back at start-up: a line that is not JSON, one
+        from a clock far ahead and one cut by a crash are skipped (the
+        clock one logged), a good one kept; the proxy runs"""
+        d = self.c.rundir("px")
+        os.makedirs(d, exist_ok=True)
+        now = int(time.time())
+        good = ('{"a":"kept","c":"sip:kept@%s.9.1:5060","ci":"x","cs":2,"at":%d,"un":%d}'
+                % (B, now - 5, now + 600))
+        ahead = ('{"a":"ahead","c":"sip:ahead@%s.9.1:5060","ci":"y","cs":1,"at":%d,"un":%d}'
+                 % (B, now + 10 ** 6, now + 10 ** 6 + 600))
+        with open(os.path.join(d, "tombstones.jsonl"), "w") as f:
+            f.write("not json at all\n" + ahead + "\n" + good + "\n" + good[:30])
+        self.start()
+        log = self.c.log("px")
+        self.assertRegex(log, r"tombstone journal .*: 4 lines, 0 bindings loaded from the "
+                              r"database removed again, 1 tombstones kept \(lines that were "
+                              r"not whole skipped\)")
+        self.assertIn("sync tombstone of ahead refused: beyond the clock", log)
+        self.assertIn("has the clock gone back?", log)
+        self.assertTrue(kamcmd(d, "core.uptime").stdout)
+        # rewritten with what is live: the good one only
+        with open(os.path.join(d, "tombstones.jsonl")) as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn('"a":"kept"', lines[0])
+
     def test_reload_success_keeps_state_of_existing_servers(self):
         self.start()
         self.assertTrue(wait_until(
