@@ -1368,35 +1368,33 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 	return 1;
 }
 
-/* an X-Genesys-Route hop the document allows (sc_topo_xgr_allowed): its
- * host must be an IP literal unless any hop is allowed */
+/* an X-Genesys-Route hop the document allows: any with
+ * x-genesys-route="any", else an IP literal host sc_topo_xgr_allowed()
+ * finds among the listed elements */
 static int sc_xgr_hop_allowed(const char *uri)
 {
 	struct sip_uri pu;
-	struct ip_addr *ip;
+	struct ip_addr *ip = NULL;
 	sc_ip_t sip;
-	int ok, port;
-	sc_view_t *v = sc_view_get();
+	int ok, port = 0;
+	sc_view_t *v;
 
-	if(v->topo->xgr_any) {
-		sc_view_put();
-		return 1;
+	if(parse_uri((char *)uri, strlen(uri), &pu) == 0) {
+		ip = str2ip(&pu.host);
+		if(ip == NULL)
+			ip = str2ip6(&pu.host);
 	}
-	sc_view_put();
-	if(parse_uri((char *)uri, strlen(uri), &pu) < 0)
-		return 0;
-	ip = str2ip(&pu.host);
-	if(ip == NULL)
-		ip = str2ip6(&pu.host);
-	if(ip == NULL)
-		return 0;
 	memset(&sip, 0, sizeof(sip));
-	sip.af = ip->af;
-	memcpy(sip.ip, ip->u.addr, ip->len);
-	port = pu.port_no ? pu.port_no
-					  : (pu.proto == PROTO_TLS || pu.type == SIPS_URI_T ? 5061
-																		: 5060);
-	ok = sc_topo_xgr_allowed(sc_view_get()->topo, &sip, port);
+	if(ip) {
+		sip.af = ip->af;
+		memcpy(sip.ip, ip->u.addr, ip->len);
+		port = pu.port_no ? pu.port_no
+						  : (pu.proto == PROTO_TLS || pu.type == SIPS_URI_T
+											? 5061
+											: 5060);
+	}
+	v = sc_view_get();
+	ok = v->topo->xgr_any || (ip && sc_topo_xgr_allowed(v->topo, &sip, port));
 	sc_view_put();
 	return ok;
 }
