@@ -4,6 +4,10 @@
 #   make            build modules/sipcluster/sipcluster.so (checked against
 #                   the installed kamailio binary)
 #   make test       unit (Check) + integration (real Kamailio, SIPp) tests
+#   make test-all   make test here, then the whole suite again inside a
+#                   root of the other supported Debian release (debootstrap,
+#                   cached in build/roots/): Debian 12 and 13 every time
+#   make test-bookworm / make test-trixie   the suite in that release's root
 #   make lab        two data centers on loopback; make lab-stop stops it
 #                   (LAB_ARGS=--shared-db: registrations in a PostgreSQL)
 #   make install    DESTDIR=... honoured
@@ -17,7 +21,7 @@
 KSRC ?= $(CURDIR)/build/ksrc
 MODDIR_SRC := modules/sipcluster
 MODULE := $(MODDIR_SRC)/sipcluster.so
-MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+MULTIARCH := $(shell dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 MODDIR ?= /usr/lib/$(MULTIARCH)/kamailio/modules
 SHAREDIR ?= /usr/share/sipcluster
 SBINDIR ?= /usr/sbin
@@ -26,7 +30,7 @@ DOCDIR ?= /usr/share/doc/sipcluster
 # Kamailio's packages keep every module's README here
 KDOCDIR ?= /usr/share/doc/kamailio/modules
 
-.PHONY: all module deps test unit integration lab lab-stop lab-status \
+.PHONY: all module deps test test-all test-bookworm test-trixie unit integration lab lab-stop lab-status \
 	install uninstall clean distclean bench fuzz deb docs chaos
 
 all: module
@@ -44,6 +48,16 @@ deps:
 
 test: module
 	python3 tests/run.py
+
+# the release this machine runs, and the other one of the two supported
+THIS_RELEASE := $(shell . /etc/os-release 2>/dev/null && echo $$VERSION_CODENAME)
+OTHER_RELEASE := $(if $(filter trixie,$(THIS_RELEASE)),bookworm,trixie)
+
+test-all: test
+	scripts/release-root.sh $(OTHER_RELEASE)
+
+test-bookworm test-trixie:
+	scripts/release-root.sh $(@:test-%=%)
 
 unit: module
 	python3 tests/run.py --unit-only
@@ -66,6 +80,8 @@ install: module
 	install -D -m 644 kamailio-cfg/kamailio.cfg $(DESTDIR)$(SHAREDIR)/kamailio.cfg
 	install -D -m 644 kamailio-cfg/sipcluster.lua $(DESTDIR)$(SHAREDIR)/sipcluster.lua
 	install -D -m 644 kamailio-cfg/cluster-example.xml $(DESTDIR)$(SHAREDIR)/cluster-example.xml
+	install -D -m 644 kamailio-cfg/sipcluster-local-defs.cfg $(DESTDIR)$(SHAREDIR)/sipcluster-local-defs.cfg
+	install -D -m 644 kamailio-cfg/sipcluster-local.cfg $(DESTDIR)$(SHAREDIR)/sipcluster-local.cfg
 	install -D -m 644 docs/grafana/sipcluster-dashboard.json $(DESTDIR)$(SHAREDIR)/grafana/sipcluster-dashboard.json
 	install -D -m 755 scripts/sipcluster-proxy $(DESTDIR)$(SBINDIR)/sipcluster-proxy
 	install -D -m 755 $(MODDIR_SRC)/tools/sipcluster-check $(DESTDIR)$(SBINDIR)/sipcluster-check
@@ -73,7 +89,7 @@ install: module
 	install -D -m 644 docs/man/sipcluster-check.8 $(DESTDIR)$(MANDIR)/man8/sipcluster-check.8
 	install -D -m 644 $(MODDIR_SRC)/README $(DESTDIR)$(KDOCDIR)/README.sipcluster
 	install -D -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
-	install -D -m 644 docs/benchmarks.md $(DESTDIR)$(DOCDIR)/benchmarks.md
+	for d in docs/*.md; do install -D -m 644 $$d $(DESTDIR)$(DOCDIR)/$$(basename $$d); done
 
 uninstall:
 	rm -f $(DESTDIR)$(MODDIR)/sipcluster.so $(DESTDIR)$(KDOCDIR)/README.sipcluster

@@ -58,6 +58,7 @@
 #include "../../modules/usrloc/udomain.h"
 #include "../../modules/usrloc/ul_callback.h"
 #include "../../modules/dmq/bind_dmq.h"
+#include "sc_kcompat.h"
 
 #include "sc_mod.h"
 #include "sc_topo.h"
@@ -560,7 +561,9 @@ static void sc_sync_peers_refresh(void)
 						: "");
 		sp->server_id = p->server_id;
 		sp->initiator = selfid < p->server_id;
-		sp->state = sc_sy->ready ? SC_PEER_DONE : SC_PEER_PENDING;
+		/* a proxy new to the document has answered nothing yet: pending
+		 * until its first "done" (sync_status showed it done) */
+		sp->state = SC_PEER_PENDING;
 		for(k = 0; k < nold; k++)
 			if(strcmp(old[k].name, sp->name) == 0
 					&& strcmp(old[k].uri, sp->uri) == 0) {
@@ -724,14 +727,14 @@ static void sc_sync_compute(sc_digest_t *dg, long long cut, int margin)
 	sc_bver_t v;
 
 	sc_digest_init(dg, cut, margin);
-	for(i = 0; i < sc_dom->size; i++) {
-		rec_lock_get(&sc_dom->table[i].rlock);
-		for(r = sc_dom->table[i].first; r; r = r->next)
+	for(i = 0; i < SC_UL_SLOTS(sc_dom); i++) {
+		SC_UL_SLOT_LOCK(sc_dom, i);
+		for(r = SC_UL_SLOT_FIRST(sc_dom, i); r; r = r->next)
 			for(c = r->contacts; c; c = c->next) {
 				sc_bver_of(c, &v);
 				sc_digest_add(dg, r->aorhash, &r->aor, &c->c, &v);
 			}
-		rec_lock_release(&sc_dom->table[i].rlock);
+		SC_UL_SLOT_UNLOCK(sc_dom, i);
 	}
 }
 
@@ -769,7 +772,6 @@ typedef struct sc_batch
  * again (its usrloc callback skips what it received), unlike a binding
  * the sync inserts through usrloc itself */
 static dmq_peer_t sc_ul_peer;
-#define SC_DMQ_UL_UPDATE 1 /* dmq_usrloc's DMQ_UPDATE */
 
 static void sc_batch_flush(sc_batch_t *b)
 {
@@ -1005,7 +1007,7 @@ static int sc_sync_push(const char *uri, const unsigned char *bm, int bulk)
 	b.self = sc_self_name(self, sizeof(self));
 	/* a bucket is the aorhash modulo SC_SYNC_NB; a slot the aorhash
 	 * modulo the table size: walk the slots that hold the bucket */
-	nslots = sc_dom->size;
+	nslots = SC_UL_SLOTS(sc_dom);
 	for(slot = 0; slot < nslots; slot++) {
 		if(nslots >= SC_SYNC_NB) {
 			if(!SC_BIT_GET(bm, slot & (SC_SYNC_NB - 1)))
@@ -1014,8 +1016,8 @@ static int sc_sync_push(const char *uri, const unsigned char *bm, int bulk)
 		/* copied out under the slot lock, sent (tm) without it */
 		head = NULL;
 		tail = &head;
-		rec_lock_get(&sc_dom->table[slot].rlock);
-		for(r = sc_dom->table[slot].first; r; r = r->next) {
+		SC_UL_SLOT_LOCK(sc_dom, slot);
+		for(r = SC_UL_SLOT_FIRST(sc_dom, slot); r; r = r->next) {
 			if(!SC_BIT_GET(bm, r->aorhash & (SC_SYNC_NB - 1)))
 				continue;
 			for(c = r->contacts; c; c = c->next) {
@@ -1025,7 +1027,7 @@ static int sc_sync_push(const char *uri, const unsigned char *bm, int bulk)
 					tail = &(*tail)->next;
 			}
 		}
-		rec_lock_release(&sc_dom->table[slot].rlock);
+		SC_UL_SLOT_UNLOCK(sc_dom, slot);
 		for(rc = head; rc; rc = rn) {
 			rn = rc->next;
 			sc_batch_contact(&b, rc);
@@ -1802,7 +1804,7 @@ int sc_sync_init(void *ul_api, void *dom)
 	sc_dmq_peer = sc_dmq.register_dmq_peer(&peer);
 	memset(&sc_ul_peer, 0, sizeof(sc_ul_peer));
 	if(find_module_by_name("dmq_usrloc") != NULL) {
-		sc_ul_peer.peer_id.s = "usrloc";
+		sc_ul_peer.peer_id.s = SC_DMQ_UL_PEER;
 		sc_ul_peer.peer_id.len = 6;
 		sc_ul_peer.description = sc_ul_peer.peer_id;
 	}

@@ -383,7 +383,12 @@ class TestHostileTraffic(unittest.TestCase):
         # still alive and answering
         self.assertTrue(kamcmd(p1, "core.uptime").stdout)
         log = self.c.log("p1")
-        self.assertNotRegex(log, r"(?i)(segfault|signal 11|core dump|CRITICAL)")
+        # Kamailio 6.0 logs a slow TCP connection it closes (our slowloris
+        # attackers) at CRITICAL: that is the defence, not a crash
+        crit = [l for l in log.splitlines()
+                if re.search(r"(?i)(segfault|signal 11|core dump|CRITICAL)", l)
+                and "message processing timeout on connection" not in l]
+        self.assertEqual(crit, [])
         # no foreign host received anything
         time.sleep(1)
         got = [g for s in self.sinks for g in s.got]
