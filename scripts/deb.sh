@@ -21,7 +21,12 @@ if [ -n "$missing" ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-VER=$(dpkg-parsechangelog -l "$TOP/debian/changelog" -S Version)
+# one .deb per Debian release: the version gets +debNN (0.9.0+deb12,
+# 0.9.0+deb13), the distribution the release's codename
+BASEVER=$(dpkg-parsechangelog -l "$TOP/debian/changelog" -S Version)
+DEBMAJOR=$(. /etc/os-release && echo "${VERSION_ID%%.*}")
+CODENAME=$(. /etc/os-release && echo "$VERSION_CODENAME")
+VER="$BASEVER+deb$DEBMAJOR"
 WORK="$TOP/build/pkg"
 SRC="$WORK/sipcluster-$VER"
 rm -rf "$WORK"
@@ -38,6 +43,16 @@ list_sources() {
 (cd "$TOP" && list_sources |
 	xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' |
 	tar --null -T - -cf -) | tar -xf - -C "$SRC"
+
+KVER=$(dpkg-query -W -f '${Version}' kamailio)
+{
+	printf 'sipcluster (%s) %s; urgency=medium\n\n' "$VER" "$CODENAME"
+	printf '  * Built for Debian %s (%s) against kamailio %s.\n\n' "$DEBMAJOR" "$CODENAME" "$KVER"
+	# a second after the source entry: reproducible, and newer
+	printf ' -- %s  %s\n\n' "$(dpkg-parsechangelog -l "$TOP/debian/changelog" -S Maintainer)" \
+		"$(date -R -u -d "@$(($(dpkg-parsechangelog -l "$TOP/debian/changelog" -S Timestamp) + 1))")"
+	cat "$TOP/debian/changelog"
+} >"$SRC/debian/changelog"
 
 echo "deb: dpkg-buildpackage in $SRC (KSRC=$KSRC)"
 (cd "$SRC" && KSRC="$KSRC" dpkg-buildpackage -b -us -uc >"$WORK/build.log" 2>&1) || {

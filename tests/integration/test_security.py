@@ -32,6 +32,23 @@ ARGS = ["-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1", "-A", "SERVER_TIMEOUT=1000",
         "-A", "UL_TIMER=1"]
 
 
+FOREIGN = "127.66.0.1"  # the first Sink
+LOCAL_HOOKS = """#!define WITH_LOCAL_REQUEST
+route[LOCAL_REQUEST] {
+	if(is_method("INVITE") && $rU == "barred") {
+		sl_send_reply("403", "Barred by site policy");
+		exit;
+	}
+}
+#!define WITH_LOCAL_RELAY
+route[LOCAL_RELAY] {
+	if($rU == "hookevil") {
+		$du = "sip:%s:5060";
+	}
+}
+""" % FOREIGN
+
+
 def doc():
     body = ""
     for n, (a, g) in (("p1", (P1[0], "dc1")), ("p2", (P2[0], "dc1")), ("p3", (P3[0], "dc2"))):
@@ -72,7 +89,12 @@ class TestNoRelay(unittest.TestCase):
             c.start_standin(name, addr, backup=(role == "backup"))
         for n in ("p1", "p2"):
             c.start_proxy(n, ARGS)
-        # p3 closes idle TCP connections after 3 s (default 120 s)
+        # p3 closes idle TCP connections after 3 s (default 120 s), and runs
+        # an operator's hooks (sipcluster-local.cfg beside its cfg): one
+        # bars a number, one tries to send a request to a foreign host
+        os.makedirs(c.rundir("p3"), exist_ok=True)
+        with open(os.path.join(c.rundir("p3"), "sipcluster-local.cfg"), "w") as f:
+            f.write(LOCAL_HOOKS)
         c.start_proxy("p3", ARGS + ["-A", "TCP_IDLE_LIFETIME=3"])
         cls.sinks = [Sink(B.replace("127.25", "127.66") + ".0.%d" % i) for i in (1, 2)]
         cls.F = cls.sinks[0]
@@ -414,6 +436,28 @@ class TestNoRelay(unittest.TestCase):
         self.assertIn("X-Served-By: a1", r)
         # 1 request in (ours), plus the OPTIONS keepalive traffic at most
         self.assertLess(core_stat(self.c.rundir("p1"), "rcv_requests") - rcv0, 5)
+
+    def test_15b_site_hooks_run_but_cannot_open_a_relay(self):
+        # route[LOCAL_REQUEST] of the operator's sipcluster-local.cfg answers
+        call = Call(EVIL, ruri_user="barred")
+        r = call.invite(P3)
+        self.assertEqual(reply_code(r), 403, r)
+        self.assertIn("Barred by site policy", r)
+        call.close()
+        # route[LOCAL_RELAY] points an outsider's call at a foreign host:
+        # onsend_route still drops it
+        call = Call(EVIL, ruri_user="hookevil")
+        r = call.invite(P3)
+        self.assertNotEqual(reply_code(r), 200, r)
+        call.close()
+        time.sleep(0.5)
+        self.assertEqual([g for s in self.sinks for g in s.got], [])
+        # everybody else is routed as before
+        call = Call(EVIL)
+        self.assertEqual(reply_code(call.invite(P3)), 200)
+        call.ack(P3)
+        self.assertEqual(reply_code(call.bye(P3)), 200)
+        call.close()
 
     def test_16_oversized_message_refused(self):
         def invite(callid, transport):
