@@ -22,7 +22,7 @@ PKGS="kamailio sip-tester check pkg-config libxml2-dev libxml2-utils dpkg-dev
 	kamailio-tls-modules kamailio-lua-modules kamailio-sqlite-modules sqlite3
 	kamailio-postgres-modules postgresql
 	openssl baresip-core xsltproc docbook-xsl docbook-xml lynx
-	debhelper lintian man-db git debootstrap curl"
+	debhelper lintian man-db git debootstrap curl dnsmasq-base"
 SRCLIST=/etc/apt/sources.list.d/sipcluster-deb-src.sources
 
 log() { echo "deps: $*"; }

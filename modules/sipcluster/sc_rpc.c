@@ -66,8 +66,15 @@ static void sc_rpc_pair(rpc_t *rpc, void *ah, const sc_pair_t *p, long long now)
 
 static const char *sc_rpc_list_doc[2] = {
 		"Show the cluster topology grouped by geo-location, with the live "
-		"state of every HA pair and server",
+		"state of every HA pair and server; sipcluster.list NAME shows only "
+		"the geo-location or the HA pair NAME (a large document's whole "
+		"list is more than kamcmd reads)",
 		0};
+
+static int sc_str_is(const str *a, const str *b)
+{
+	return a->len == b->len && memcmp(a->s, b->s, a->len) == 0;
+}
 
 static void sc_rpc_list(rpc_t *rpc, void *ctx)
 {
@@ -76,17 +83,38 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 	sc_topo_t *t;
 	int g, i, self;
 	long long now = sc_wall_ms();
-	str geo;
+	str geo, name = STR_NULL;
+	sc_pair_t *only = NULL;
+	int only_geo = -1;
 
-	if(rpc->add(ctx, "{", &th) < 0) {
-		rpc->fault(ctx, 500, "Internal error");
-		return;
-	}
+	if(rpc->scan(ctx, "*S", &name) < 1)
+		name.len = 0;
 	/* O(pairs) of formatting: done on the readers' view, without the lock
 	 * (the live counters are read as they are) */
 	v = sc_view_get();
 	t = v->topo;
 	self = v->self;
+	if(name.len > 0) {
+		for(g = 0; g < t->ngeos; g++)
+			if(sc_str_is(&t->geos[g], &name))
+				only_geo = g;
+		if(only_geo < 0 && (only = sc_topo_pair_by_name(t, &name)) != NULL) {
+			for(g = 0; g < t->ngeos; g++)
+				if(sc_str_is(&t->geos[g], &only->geo))
+					only_geo = g;
+		}
+		if(only_geo < 0) {
+			sc_view_put();
+			rpc->fault(ctx, 404, "No geo-location or HA pair named '%.*s'",
+					name.len, name.s);
+			return;
+		}
+	}
+	if(rpc->add(ctx, "{", &th) < 0) {
+		sc_view_put();
+		rpc->fault(ctx, 500, "Internal error");
+		return;
+	}
 	rpc->struct_add(th, "SSSS", "cluster", &t->name, "file", &t->file, "proxy",
 			&t->proxies[self].name, "geo_location", &t->proxies[self].geo);
 	rpc->struct_add(th, "dddduuL", "proxies", t->nproxies, "pairs", t->npairs,
@@ -100,6 +128,8 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 	if(rpc->struct_add(th, "[", "GEO_LOCATIONS", &gah) < 0)
 		goto done;
 	for(g = 0; g < t->ngeos; g++) {
+		if(only_geo >= 0 && g != only_geo)
+			continue;
 		geo = t->geos[g];
 		if(rpc->array_add(gah, "{", &gh) < 0)
 			goto done;
@@ -135,6 +165,8 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 		for(i = 0; i < t->npairs; i++) {
 			sc_pair_t *p = &t->pairs[i];
 			if(p->geo.len != geo.len || memcmp(p->geo.s, geo.s, geo.len))
+				continue;
+			if(only && p != only)
 				continue;
 			sc_rpc_pair(rpc, ph, p, now);
 		}

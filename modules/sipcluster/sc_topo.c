@@ -36,36 +36,47 @@ typedef struct sc_xml_errctx
 	int seen;
 } sc_xml_errctx_t;
 
+/* record an error: the first one stays in err, every one goes to each */
 static void sc_err_set(
 		sc_error_t *err, const char *file, int line, const char *fmt, ...)
 {
+	sc_error_t e;
 	va_list ap;
 	int n;
 
 	if(err == NULL)
 		return;
-	if(file != err->file)
-		snprintf(err->file, sizeof(err->file), "%s", file ? file : "?");
-	err->line = line;
+	memset(&e, 0, sizeof(e));
+	snprintf(e.file, sizeof(e.file), "%s", file ? file : "?");
+	e.line = line;
 	va_start(ap, fmt);
-	vsnprintf(err->reason, sizeof(err->reason), fmt, ap);
+	vsnprintf(e.reason, sizeof(e.reason), fmt, ap);
 	va_end(ap);
 	/* libxml2 messages end in a newline */
-	n = strlen(err->reason);
+	n = strlen(e.reason);
 	while(n > 0
-			&& (err->reason[n - 1] == '\n' || err->reason[n - 1] == ' '
-					|| err->reason[n - 1] == '\r'))
-		err->reason[--n] = '\0';
+			&& (e.reason[n - 1] == '\n' || e.reason[n - 1] == ' '
+					|| e.reason[n - 1] == '\r'))
+		e.reason[--n] = '\0';
+	if(err->count == 0) {
+		memcpy(err->file, e.file, sizeof(err->file));
+		err->line = e.line;
+		memcpy(err->reason, e.reason, sizeof(err->reason));
+	}
+	err->count++;
+	if(err->each)
+		err->each(&e, err->each_arg);
 }
 
 static void sc_xml_structured_err(void *ud, xmlErrorPtr e)
 {
 	sc_xml_errctx_t *ctx = (sc_xml_errctx_t *)ud;
 
-	if(ctx == NULL || e == NULL || ctx->seen)
+	if(ctx == NULL || e == NULL)
 		return;
 	if(e->level < XML_ERR_ERROR)
 		return;
+	/* every one: the first stays in ctx->err */
 	ctx->seen = 1;
 	sc_err_set(ctx->err, e->file ? e->file : ctx->err->file, e->line, "%s",
 			e->message ? e->message : "XML error");
@@ -473,7 +484,7 @@ typedef struct sc_addr_item
 static int sc_check_semantics(
 		sc_topo_t *t, const char *file, int root_line, sc_error_t *err)
 {
-	int i, j, k, n, na;
+	int i, j, k, n, na, bad = 0;
 	unsigned int h;
 	sc_index_t ix;
 	sc_named_t *names;
@@ -483,7 +494,7 @@ static int sc_check_semantics(
 		sc_err_set(err, file, root_line,
 				"the cluster has no <proxy> element (at least one is "
 				"required)");
-		return -1;
+		bad = 1;
 	}
 	/* names are unique over proxies, pairs, servers and SBCs (one
 	 * namespace, so sipcluster.set_state can take any of them) */
@@ -519,9 +530,8 @@ static int sc_check_semantics(
 						"line %d",
 						names[i].name->len, names[i].name->s, names[i].kind,
 						names[j].kind, names[j].line);
-				sc_tmp_index_free(&ix);
-				free(names);
-				return -1;
+				bad = 1;
+				break;
 			}
 		}
 		sc_index_add(&ix, h, i);
@@ -536,7 +546,8 @@ static int sc_check_semantics(
 			sc_err_set(err, file, p->line,
 					"proxy '%.*s' needs a server-id from 1 to 255", p->name.len,
 					p->name.s);
-			return -1;
+			bad = 1;
+			continue;
 		}
 		for(j = 0; j < i; j++) {
 			if(t->proxies[j].server_id == p->server_id) {
@@ -546,7 +557,8 @@ static int sc_check_semantics(
 						p->name.len, p->name.s, p->server_id,
 						t->proxies[j].name.len, t->proxies[j].name.s,
 						t->proxies[j].line);
-				return -1;
+				bad = 1;
+				break;
 			}
 		}
 	}
@@ -567,7 +579,8 @@ static int sc_check_semantics(
 					"'%.*s'",
 					p->name.len, p->name.s, p->rr_host.len, p->rr_host.s,
 					p->geo.len, p->geo.s);
-			return -1;
+			bad = 1;
+			continue;
 		}
 		if(p->rr_port > 65535
 				|| (p->rr_port == 0
@@ -575,7 +588,7 @@ static int sc_check_semantics(
 			sc_err_set(err, file, p->line,
 					"proxy '%.*s': rr-host '%.*s' has a port outside 1-65535",
 					p->name.len, p->name.s, p->rr_host.len, p->rr_host.s);
-			return -1;
+			bad = 1;
 		}
 	}
 	for(i = 0; i < t->nproxies; i++) {
@@ -592,7 +605,8 @@ static int sc_check_semantics(
 						p->name.len, p->name.s, p->rr_host.len, p->rr_host.s,
 						q->name.len, q->name.s, q->line, q->geo.len, q->geo.s,
 						p->geo.len, p->geo.s);
-				return -1;
+				bad = 1;
+				break;
 			}
 			if(sc_str_eq(&p->geo, &q->geo)
 					&& !sc_str_caseeq(&p->rr_host, &q->rr_host)) {
@@ -604,7 +618,8 @@ static int sc_check_semantics(
 						p->name.len, p->name.s, p->rr_host.len, p->rr_host.s,
 						q->name.len, q->name.s, q->line, q->rr_host.len,
 						q->rr_host.s, p->geo.len, p->geo.s);
-				return -1;
+				bad = 1;
+				break;
 			}
 		}
 	}
@@ -616,7 +631,7 @@ static int sc_check_semantics(
 			sc_err_set(err, file, t->pairs[i].line,
 					"ha-pair '%.*s' has no <server> (one or two are required)",
 					t->pairs[i].name.len, t->pairs[i].name.s);
-			return -1;
+			bad = 1;
 		}
 	}
 
@@ -655,9 +670,8 @@ static int sc_check_semantics(
 					"%s '%.*s': address '%.*s' is not an IPv4 or IPv6 literal",
 					a->kind, a->name->len, a->name->s, a->address->len,
 					a->address->s);
-			sc_tmp_index_free(&ix);
-			free(items);
-			return -1;
+			bad = 1;
+			continue;
 		}
 		h = sc_hash_ip(a->ip) ^ ((unsigned int)a->port * 2654435761u)
 			^ (unsigned int)a->transport;
@@ -673,9 +687,8 @@ static int sc_check_semantics(
 						a->name->len, a->name->s, ab, a->port,
 						sc_transport_name(a->transport), b->name->len,
 						b->name->s, b->line);
-				sc_tmp_index_free(&ix);
-				free(items);
-				return -1;
+				bad = 1;
+				break;
 			}
 		}
 		sc_index_add(&ix, h, i);
@@ -691,17 +704,18 @@ static int sc_check_semantics(
 					"ha-pair '%.*s' has a single server, so its role must be "
 					"'primary'",
 					p->name.len, p->name.s);
-			return -1;
+			bad = 1;
+			continue;
 		}
 		if(p->nservers == 2 && p->srv[0]->role == p->srv[1]->role) {
 			sc_err_set(err, file, p->srv[1]->line,
 					"ha-pair '%.*s' has two servers with role '%s'; one must "
 					"be 'primary' and the other 'backup'",
 					p->name.len, p->name.s, sc_role_name(p->srv[1]->role));
-			return -1;
+			bad = 1;
 		}
 	}
-	return 0;
+	return bad ? -1 : 0;
 }
 
 /* ---- building the model ---- */
@@ -947,18 +961,15 @@ error:
 	return NULL;
 }
 
-sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,
+/* err is initialised (count, each) by the caller */
+static sc_topo_t *sc_topo_load_buf(const char *buf, int len, const char *name,
 		const char *schema_file, sc_error_t *err)
 {
 	xmlDocPtr doc = NULL;
 	sc_topo_t *t = NULL;
-	sc_error_t dummy;
 	sc_xml_errctx_t ectx;
 	int i;
 
-	if(err == NULL)
-		err = &dummy;
-	memset(err, 0, sizeof(*err));
 	snprintf(err->file, sizeof(err->file), "%s", name ? name : "<memory>");
 	ectx.err = err;
 	ectx.seen = 0;
@@ -990,8 +1001,25 @@ done:
 	return t;
 }
 
+sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,
+		const char *schema_file, sc_error_t *err)
+{
+	sc_error_t dummy;
+
+	if(err == NULL)
+		err = &dummy;
+	memset(err, 0, sizeof(*err));
+	return sc_topo_load_buf(buf, len, name, schema_file, err);
+}
+
 sc_topo_t *sc_topo_load(
 		const char *file, const char *schema_file, sc_error_t *err)
+{
+	return sc_topo_load_each(file, schema_file, err, NULL, NULL);
+}
+
+sc_topo_t *sc_topo_load_each(const char *file, const char *schema_file,
+		sc_error_t *err, sc_error_each_f each, void *arg)
 {
 	FILE *f;
 	char *buf = NULL;
@@ -1003,6 +1031,8 @@ sc_topo_t *sc_topo_load(
 	if(err == NULL)
 		err = &dummy;
 	memset(err, 0, sizeof(*err));
+	err->each = each;
+	err->each_arg = arg;
 	if(file == NULL || file[0] == '\0') {
 		sc_err_set(err, "cluster_file", 0, "no cluster document configured");
 		return NULL;
@@ -1037,7 +1067,7 @@ sc_topo_t *sc_topo_load(
 		return NULL;
 	}
 	buf[len] = '\0';
-	t = sc_topo_load_mem(buf, (int)len, file, schema_file, err);
+	t = sc_topo_load_buf(buf, (int)len, file, schema_file, err);
 	free(buf);
 	return t;
 }

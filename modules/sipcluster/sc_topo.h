@@ -151,19 +151,33 @@ typedef struct sc_topo
 	sc_rcu_node_t rcu;
 } sc_topo_t;
 
-/* where and why a cluster document was rejected */
+/* where and why a cluster document was rejected: the first error found;
+ * count says how many there were (see sc_topo_load_each) */
 typedef struct sc_error
 {
 	char file[SC_ERR_FILE_MAX];
 	int line; /* 0 when no line applies */
 	char reason[SC_ERR_REASON_MAX];
+	int count;
+	void (*each)(const struct sc_error *e, void *arg);
+	void *each_arg;
 } sc_error_t;
+
+/* called with every error of a document, in document order within each
+ * stage: the loader goes on past an error where that is safe (every
+ * schema error; every semantic check: names, server-ids, rr-hosts,
+ * addresses, roles), and stops at the first parse or build error */
+typedef void (*sc_error_each_f)(const sc_error_t *e, void *arg);
 
 /* Parse and validate a cluster document. schema_file NULL or "" selects the
  * schema built into the module. The result is one shm block (free with
  * sc_topo_free); on error NULL is returned and err says file, line, reason. */
 sc_topo_t *sc_topo_load(
 		const char *file, const char *schema_file, sc_error_t *err);
+
+/* sc_topo_load, reporting every error to each (sipcluster-check) */
+sc_topo_t *sc_topo_load_each(const char *file, const char *schema_file,
+		sc_error_t *err, sc_error_each_f each, void *arg);
 
 /* same from memory; name is used as the file name in errors */
 sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,

@@ -29,13 +29,14 @@ atexit.register(_cleanup)
 class Phone:
     def __init__(self, rundir, name, ip, user, proxy, transport="udp",
                  password="secret", domain="sipcluster.test", rtp_base=20000,
-                 cafile=None, regint=600, port=5060):
+                 cafile=None, regint=600, port=5060, dns=None):
         self.dir = os.path.join(rundir, "phone-" + name)
         self.name, self.ip, self.user = name, ip, user
         self.proxy, self.transport = proxy, transport
         self.password, self.domain = password, domain
         self.rtp_base, self.cafile, self.regint = rtp_base, cafile, regint
         self.port = port
+        self.dns = dns  # "ip:port" of the DNS server it asks (RFC 3263)
         self.ctrl_port = 4444
         self.proc = None
         self.sock = None
@@ -77,12 +78,20 @@ class Phone:
         ]
         if self.cafile:
             lines.append("sip_cafile %s" % self.cafile)
+        if self.dns:
+            lines.append("dns_server %s" % self.dns)
         with open(os.path.join(self.dir, "config"), "w") as f:
             f.write("\n".join(lines) + "\n")
-        ob = "sip:%s:%d" % self.proxy
-        if self.transport != "udp":
-            ob += ";transport=%s" % self.transport
-        acc = ('<%s>;auth_pass=%s;outbound="%s";regint=%d;answermode=auto;'
+        if self.proxy:
+            ob = "sip:%s:%d" % self.proxy
+            if self.transport != "udp":
+                ob += ";transport=%s" % self.transport
+            ob = ';outbound="%s"' % ob
+        else:
+            # no outbound proxy: the registrar, the call and every in-dialog
+            # request go where DNS says (RFC 3263)
+            ob = ""
+        acc = ('<%s>;auth_pass=%s%s;regint=%d;answermode=auto;'
                'audio_codecs=PCMU' % (self.aor, self.password, ob, self.regint))
         with open(os.path.join(self.dir, "accounts"), "w") as f:
             f.write(acc + "\n")

@@ -336,6 +336,57 @@ class TestStartAndReload(unittest.TestCase):
         self.assertTrue(m, self.c.log("px")[-2000:])
         self.assertGreater(int(m.group(2)), 256)
 
+    def test_no_call_fails_while_a_large_document_reloads(self):
+        """20 calls/s through a proxy whose document has 10,000 HA pairs,
+        reloaded (the whole topology rebuilt and swapped) every second
+        meanwhile: every call completes"""
+        from harness import SIPP_UAC
+        body = self.body_ok
+        for k in range(10000):
+            ip = "%s.%d.%d" % (B, 100 + k // 250, 1 + k % 250)
+            body += pair_xml("g%d" % k, "dc2", [("g%da" % k, ip, "primary")])
+        self.c.write(cluster_xml("big", body))
+        self.c.start_standin("s1a", B + ".50.11")
+        self.c.start_standin("s1b", B + ".50.12", backup=True)
+        # one SIPp source at 20 calls/s sends 60 requests/s: above pike's
+        # default for an unlisted source (a gateway is listed as an <sbc>)
+        p = self.c.start_proxy("px", ["-A", "OOS_CHECK=60", "-A", "OOS_FORCE=5",
+                                      "-A", "NO_PIKE"], check=False, wait_sync=False)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        px = self.c.rundir("px")
+        # the whole list is more than kamcmd reads: one pair of it
+        self.assertTrue(wait_until(
+            lambda: "in-service" in kamcmd(px, "sipcluster.list", "n1").stdout, 15))
+        one = parse_kamcmd(kamcmd(px, "sipcluster.list", "g77").stdout)
+        self.assertEqual([p["name"] for g in as_list(one["GEO_LOCATIONS"])
+                          for p in as_list(g["PAIRS"])], ["g77"])
+        self.assertIn("404", kamcmd(px, "sipcluster.list", "nosuch", check=False).stdout
+                      + kamcmd(px, "sipcluster.list", "nosuch", check=False).stderr)
+        proc = subprocess.Popen(
+            ["sipp", "-nostdin", "-sf", SIPP_UAC, "-i", B + ".9.20", "-p", "0",
+             "-m", "300", "-r", "20", "-d", "200", "-timeout", "60", "%s.50.1:5060" % B],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reloads, took = 0, []
+        time.sleep(1.0)
+        while proc.poll() is None and reloads < 40:
+            t = time.monotonic()
+            r = kamcmd(px, "sipcluster.reload", timeout=60)
+            took.append(time.monotonic() - t)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            reloads += 1
+            time.sleep(0.5)
+        out, _ = proc.communicate(timeout=90)
+        ok = re.search(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+        failed = re.search(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)", out)
+        print("\n    300 calls at 20/s, %d reloads of 10,000 pairs (median %.2f s): "
+              "%s ok, %s failed" % (reloads, sorted(took)[len(took) // 2] if took else -1,
+                                    ok and ok.group(1), failed and failed.group(1)),
+              end=" ", flush=True)
+        self.assertEqual(proc.returncode, 0, out[-3000:])
+        self.assertEqual(int(ok.group(1)), 300)
+        self.assertEqual(int(failed.group(1)), 0)
+        self.assertGreaterEqual(reloads, 8)
+
     def test_tombstone_journal_survives_bad_lines(self):
         """the journal read back at start-up: a line that is not JSON, one
         from a clock far ahead and one cut by a crash are skipped (the
@@ -433,6 +484,34 @@ class TestStartAndReload(unittest.TestCase):
         os.kill(pid, 0)  # still running
         r = sip_request("OPTIONS", "sip:%s.50.1:5060" % B, B + ".9.3")
         self.assertEqual(reply_code(r), 200)
+
+
+class TestValidatorReportsEveryError(unittest.TestCase):
+    """sipcluster-check (and sipcluster-proxy check) names every error of a
+    document with its line, not only the first"""
+
+    def test_every_error_with_its_line(self):
+        d = os.path.join(RUNS, "validator")
+        os.makedirs(d, exist_ok=True)
+        doc = os.path.join(d, "three-errors.xml")
+        with open(doc, "w") as f:
+            f.write('<?xml version="1.0"?>\n<sip-cluster name="c">\n'
+                    '  <proxy name="p1" server-id="1" address="127.0.0.1" geo-location="a"/>\n'
+                    '  <proxy name="p2" server-id="1" address="127.0.0.2" geo-location="a"/>\n'
+                    '  <ha-pair name="n1" geo-location="a">\n'
+                    '    <server name="s1" address="127.0.0.1" role="primary"/>\n'
+                    '    <server name="s2" address="127.0.0.3" role="primary"/>\n'
+                    '  </ha-pair>\n</sip-cluster>\n')
+        for cmd in ([os.path.join(TOP, "modules/sipcluster/tools/sipcluster-check"), doc],
+                    [PROXY, "check", "--cluster", doc]):
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            lines = p.stderr.strip().splitlines()
+            self.assertEqual(len(lines), 4, p.stderr)
+            self.assertRegex(lines[0], r"three-errors\.xml:4: .*server-id 1 already used")
+            self.assertRegex(lines[1], r"three-errors\.xml:6: .*already used by 'p1'")
+            self.assertRegex(lines[2], r"three-errors\.xml:7: .*two servers with role")
+            self.assertRegex(lines[3], r"three-errors\.xml: 3 errors$")
 
 
 if __name__ == "__main__":

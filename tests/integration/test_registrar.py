@@ -302,6 +302,65 @@ class TestRegistrar(unittest.TestCase):
         self.assertEqual(reply_code(r), 200)
         call.close()
 
+    def test_98_registered_users_equal_ul_dump_after_churn(self):
+        """the figure an operator reads (usrloc's registered_users and
+        location_users statistics) is what ul.dump holds, on every proxy,
+        after registrations, unregisters, re-registrations through another
+        proxy, a second contact, and expiries"""
+        def figures(n):
+            out = kamcmd(self.c.rundir(n), "stats.get_statistics", "usrloc:").stdout
+            st = {m.group(1): int(m.group(2))
+                  for m in re.finditer(r"usrloc:([\w-]+) = (-?\d+)", out)}
+            dump = ul_dump(self.c.rundir(n))
+            churn = {a: c for a, c in dump.items() if a.startswith("churn")}
+            # usrloc names the domain's statistic with the core's
+            # stats_name_separator: location_users
+            return (st.get("registered_users"), st.get("location_users"), len(dump),
+                    len(churn), sum(len(c) for c in churn.values()))
+        names = list(PROXIES)
+        eps = {}
+        for i in range(60):
+            ep = Endpoint(B + ".10.%d" % (i + 1), (PROXIES[names[i % 4]], 5060), "churn%d" % i)
+            self.assertEqual(reply_code(ep.register(600 if i < 50 else 2)), 200)
+            eps[i] = ep
+        # 20 unregister (at another proxy than they registered at)
+        for i in range(20):
+            ep = eps[i]
+            ep.proxy = (PROXIES[names[(i + 1) % 4]], 5060)
+            self.assertEqual(reply_code(ep.register(0)), 200)
+        # 10 of them register again, 10 others add a second contact
+        for i in range(10):
+            self.assertEqual(reply_code(eps[i].register(600)), 200)
+        second = []
+        for i in range(20, 30):
+            ep2 = Endpoint(B + ".11.%d" % (i + 1), (PROXIES[names[(i + 2) % 4]], 5060),
+                           "churn%d" % i)
+            self.assertEqual(reply_code(ep2.register(600)), 200)
+            second.append(ep2)
+        # the last 10 expire by themselves (2 s)
+        want = (40, 50)   # AoRs churn0-9 and 20-49; contacts + 10 second ones
+
+        def settled():
+            return all(figures(n)[3:] == want for n in PROXIES)
+        ok = wait_until(settled, 15, 0.5)
+        got = {n: figures(n) for n in PROXIES}
+        print("\n    (registered_users, location_users, ul.dump AoRs, churn AoRs, churn "
+              "contacts): %s" % got, end=" ", flush=True)
+        self.assertTrue(ok, got)
+        # usrloc drops an expired or emptied record at its next timer run
+        time.sleep(2.5)
+        for n in PROXIES:
+            reg, loc, dumped, _, _ = figures(n)
+            self.assertEqual(reg, dumped, (n, figures(n)))
+            self.assertEqual(loc, dumped, (n, figures(n)))
+        for i, ep in eps.items():
+            if i < 10 or 20 <= i < 50:
+                ep.register(0)
+            ep.close()
+        for ep in second:
+            ep.register(0)
+            ep.close()
+
     def test_99_restart_proxy_gets_10000_bindings(self):
         rc, out = sipp(["-sf", REG_XML, "-s", "bulk", "-au", "bulk", "-ap", "secret",
                         "-i", B + ".9.11", "-p", "0", "-m", "10000", "-r", "250", "-l", "400",

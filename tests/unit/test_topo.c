@@ -2,6 +2,7 @@
  * Unit tests: cluster document parsing, validation and the topology model.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +131,94 @@ START_TEST(test_lookups)
 	ck_assert_int_eq(sc_ip_parse("127.0.0.256", 11, &ip), -1);
 	ck_assert_int_eq(sc_ip_parse("host", 4, &ip), -1);
 	sc_topo_free(t);
+}
+END_TEST
+
+/* sipcluster-check reports every error of a document, each with its line,
+ * the first one also in err; the module's load keeps the first */
+typedef struct each_log
+{
+	int n;
+	int lines[16];
+	char reasons[16][SC_ERR_REASON_MAX];
+} each_log_t;
+
+static void each_err(const sc_error_t *e, void *arg)
+{
+	each_log_t *l = arg;
+	if(l->n < 16) {
+		l->lines[l->n] = e->line;
+		snprintf(l->reasons[l->n], SC_ERR_REASON_MAX, "%s", e->reason);
+	}
+	l->n++;
+}
+
+START_TEST(test_every_error_reported)
+{
+	static const char *semantic =
+			HDR "<sip-cluster name=\"c\">\n"
+				"<proxy name=\"p1\" server-id=\"7\" address=\"127.0.0.1\" "
+				"geo-location=\"dc1\"/>\n"
+				"<proxy name=\"p1\" server-id=\"7\" address=\"127.0.0.5\" "
+				"geo-location=\"dc1\"/>\n"
+				"<ha-pair name=\"h\" geo-location=\"dc1\">\n"
+				"<server name=\"s1\" address=\"127.0.0.999\" "
+				"role=\"primary\"/>\n"
+				"<server name=\"s2\" address=\"127.0.0.1\" "
+				"role=\"primary\"/>\n"
+				"</ha-pair>\n</sip-cluster>\n";
+	static const char *schema = HDR "<sip-cluster name=\"c\">\n"
+									"<proxy name=\"p1\" address=\"127.0.0.1\" "
+									"geo-location=\"dc1\"/>\n"
+									"<proxy name=\"p2\" server-id=\"x\" "
+									"address=\"127.0.0.2\" "
+									"geo-location=\"dc1\"/>\n</sip-cluster>\n";
+	char path[] = "/tmp/sc_test_every_XXXXXX";
+	each_log_t l;
+	sc_error_t err;
+	sc_topo_t *t;
+	int fd;
+
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, semantic, strlen(semantic)), strlen(semantic));
+	close(fd);
+	memset(&l, 0, sizeof(l));
+	t = sc_topo_load_each(path, NULL, &err, each_err, &l);
+	ck_assert_ptr_null(t);
+	/* duplicate name, duplicate server-id (line 4), bad address (6),
+	 * address of p1 (7), two primaries (7): all of them, in order */
+	ck_assert_int_eq(l.n, 5);
+	ck_assert_int_eq(err.count, 5);
+	ck_assert_int_eq(l.lines[0], 4);
+	ck_assert_ptr_nonnull(strstr(l.reasons[0], "duplicate name 'p1'"));
+	ck_assert_ptr_nonnull(strstr(l.reasons[1], "server-id 7 already used"));
+	ck_assert_int_eq(l.lines[2], 6);
+	ck_assert_ptr_nonnull(strstr(l.reasons[2], "not an IPv4 or IPv6 literal"));
+	ck_assert_int_eq(l.lines[3], 7);
+	ck_assert_ptr_nonnull(strstr(l.reasons[3], "already used by 'p1'"));
+	ck_assert_ptr_nonnull(strstr(l.reasons[4], "two servers with role"));
+	/* the first is what the module logs */
+	ck_assert_int_eq(err.line, 4);
+	ck_assert_ptr_nonnull(strstr(err.reason, "duplicate name 'p1'"));
+
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, schema, strlen(schema)), strlen(schema));
+	close(fd);
+	memset(&l, 0, sizeof(l));
+	t = sc_topo_load_each(path, NULL, &err, each_err, &l);
+	ck_assert_ptr_null(t);
+	ck_assert_int_eq(l.n, 2);
+	ck_assert_int_eq(l.lines[0], 3);
+	ck_assert_int_eq(l.lines[1], 4);
+	unlink(path);
+
+	/* without a callback: the first error, counted */
+	t = sc_topo_load_mem(semantic, strlen(semantic), "m.xml", NULL, &err);
+	ck_assert_ptr_null(t);
+	ck_assert_int_eq(err.count, 5);
+	ck_assert_int_eq(err.line, 4);
 }
 END_TEST
 
@@ -853,6 +942,7 @@ Suite *topo_suite(void)
 	tcase_add_test(tc, test_valid_document);
 	tcase_add_test(tc, test_lookups);
 	tcase_add_test(tc, test_same_address_other_transport_ok);
+	tcase_add_test(tc, test_every_error_reported);
 	tcase_add_test(tc, test_rr_host);
 	tcase_add_loop_test(tc, test_invalid_document, 0, N_BAD);
 	tcase_add_test(tc, test_file_errors);

@@ -128,6 +128,15 @@ static int render(
 	return 0;
 }
 
+/* every error of the document, as file:line: reason, as it is found */
+static void print_error(const sc_error_t *e, void *arg)
+{
+	char buf[1024];
+
+	sc_error_format(e, buf, sizeof(buf));
+	fprintf(stderr, "%s\n", buf);
+}
+
 int main(int argc, char **argv)
 {
 	const char *schema = NULL, *proxy = NULL, *rname = NULL, *tlscfg = NULL;
@@ -156,10 +165,14 @@ int main(int argc, char **argv)
 	if(file == NULL)
 		usage();
 	xmlInitParser();
-	t = sc_topo_load(file, schema, &err);
+	t = sc_topo_load_each(file, schema, &err, print_error, NULL);
 	if(t == NULL) {
-		sc_error_format(&err, buf, sizeof(buf));
-		fprintf(stderr, "%s\n", buf);
+		if(err.count == 0) {
+			sc_error_format(&err, buf, sizeof(buf));
+			fprintf(stderr, "%s\n", buf);
+		} else if(err.count > 1) {
+			fprintf(stderr, "%s: %d errors\n", file, err.count);
+		}
 		return 1;
 	}
 	if(rname) {
