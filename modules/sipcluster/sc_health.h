@@ -48,6 +48,9 @@ typedef struct sc_srv_health
 	int rtt; /* ms, round-trip of the last answered ping, -1 unknown */
 	unsigned long pings;	/* pings sent to this server */
 	unsigned long requests; /* SIP requests seen from this server */
+	/* pings, requests as last added to the Prometheus counters (sc_prom.c:
+	 * each scrape adds the difference, claimed by compare-and-swap) */
+	unsigned long exported[2];
 } sc_srv_health_t;
 
 typedef struct sc_pair_health
@@ -69,6 +72,9 @@ typedef struct sc_pair_health
 	unsigned long calls;	 /* new calls/transactions routed to this pair */
 	unsigned long registers; /* REGISTERs relayed to this pair */
 	unsigned long failovers; /* requests failed over away from a member */
+	/* calls, registers, switchovers, failovers as last added to the
+	 * Prometheus counters (sc_prom.c) */
+	unsigned long exported[4];
 	long long swrr;			 /* smooth weighted round-robin current weight */
 	long long alarm_at;		 /* wall-clock ms of the last [40001] logged */
 	unsigned int alarm_held; /* out-of-service alarms held back since */

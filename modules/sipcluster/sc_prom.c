@@ -3,12 +3,21 @@
  * stock xhttp_prom module
  *
  * sipcluster_prom_update() (called where the script serves /metrics, just
- * before prom_dispatch()) copies the state of every pair and server out
- * of the readers' view (no lock), then sets xhttp_prom gauges with it,
- * through xhttp_prom's own KEMI functions (gauge_set_l2 / _l3). The gauges are declared in the
- * cfg (modparam xhttp_prom prom_gauge, see the shipped cfg); the module's
- * counters are Kamailio statistics, which xhttp_prom exports itself
- * (xhttp_prom_stats).
+ * before prom_dispatch()) reads the state of every pair and server from
+ * the readers' view (no lock) and hands it to xhttp_prom through its own
+ * KEMI functions, as two kinds of series declared in the cfg (see the
+ * shipped cfg):
+ *   - gauges (prom_gauge, gauge_set_l2/_l3): in service, drained, active,
+ *     up, round-trip time, last reply code;
+ *   - counters (prom_counter, counter_inc_l2/_l3, names ending in _total):
+ *     calls, REGISTERs, switchovers, failovers, pings, requests. xhttp_prom
+ *     counters can only be added to, so each scrape adds what the module's
+ *     counter grew by since the last one (h.exported, claimed with a
+ *     compare-and-swap, so two scrapes at once never add the same growth
+ *     twice); a counter that went back (a pair re-created by a reload) is
+ *     reset first: Prometheus sees a counter reset, as rate() expects.
+ * The module's own totals are Kamailio statistics, which xhttp_prom exports
+ * itself (xhttp_prom_stats).
  *
  * This file is part of sipcluster, a Kamailio module.
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -27,13 +36,25 @@
 
 typedef int (*sc_gauge2_f)(sip_msg_t *, str *, str *, str *, str *);
 typedef int (*sc_gauge3_f)(sip_msg_t *, str *, str *, str *, str *, str *);
+typedef int (*sc_cinc2_f)(sip_msg_t *, str *, int, str *, str *);
+typedef int (*sc_cinc3_f)(sip_msg_t *, str *, int, str *, str *, str *);
+typedef int (*sc_crst2_f)(sip_msg_t *, str *, str *, str *);
+typedef int (*sc_crst3_f)(sip_msg_t *, str *, str *, str *, str *);
+
+/* what a scrape adds to one counter: the growth since the last scrape, or,
+ * when the module's counter went back, a reset and then its value */
+typedef struct sc_prom_add
+{
+	unsigned long add;
+	int reset;
+} sc_prom_add_t;
 
 typedef struct sc_prom_pair
 {
 	char name[SC_NAME_MAX + 1];
 	char geo[SC_NAME_MAX + 1];
 	int usable, drained;
-	unsigned long calls, registers, switchovers, failovers;
+	sc_prom_add_t c[4]; /* calls, registers, switchovers, failovers */
 } sc_prom_pair_t;
 
 typedef struct sc_prom_srv
@@ -42,23 +63,29 @@ typedef struct sc_prom_srv
 	char name[SC_NAME_MAX + 1];
 	char addr[80];
 	int active, up, rtt, last_code;
-	unsigned long pings, requests;
+	sc_prom_add_t c[2]; /* pings, requests */
 } sc_prom_srv_t;
 
 static sc_gauge2_f sc_g2 = NULL;
 static sc_gauge3_f sc_g3 = NULL;
+static sc_cinc2_f sc_i2 = NULL;
+static sc_cinc3_f sc_i3 = NULL;
+static sc_crst2_f sc_r2 = NULL;
+static sc_crst3_f sc_r3 = NULL;
 static int sc_prom_looked = 0;
 
 static int sc_prom_bind(void)
 {
-	str m = str_init("xhttp_prom"), f2 = str_init("gauge_set_l2"),
-		f3 = str_init("gauge_set_l3");
-	sr_kemi_t *k2 = NULL, *k3 = NULL;
+	static const char *names[6] = {"gauge_set_l2", "gauge_set_l3",
+			"counter_inc_l2", "counter_inc_l3", "counter_reset_l2",
+			"counter_reset_l3"};
+	str m = str_init("xhttp_prom"), f;
+	sr_kemi_t *k[6] = {NULL};
 	sr_kemi_module_t *mods;
-	int i, n;
+	int i, j, n;
 
 	if(sc_prom_looked)
-		return (sc_g2 && sc_g3) ? 0 : -1;
+		return (sc_g2 && sc_g3 && sc_i2 && sc_i3 && sc_r2 && sc_r3) ? 0 : -1;
 	sc_prom_looked = 1;
 	/* sr_kemi_lookup() takes the module's index: find it by name */
 	mods = sr_kemi_modules_get();
@@ -66,19 +93,53 @@ static int sc_prom_bind(void)
 	for(i = 0; mods && i < n; i++) {
 		if(mods[i].mname.len == m.len
 				&& strncmp(mods[i].mname.s, m.s, m.len) == 0) {
-			k2 = sr_kemi_lookup(&m, i, &f2);
-			k3 = sr_kemi_lookup(&m, i, &f3);
+			for(j = 0; j < 6; j++) {
+				f.s = (char *)names[j];
+				f.len = strlen(names[j]);
+				k[j] = sr_kemi_lookup(&m, i, &f);
+			}
 			break;
 		}
 	}
-	if(k2 == NULL || k3 == NULL) {
-		LM_ERR("sipcluster_prom_update() needs the xhttp_prom module loaded "
-			   "(and the sipcluster gauges declared, see the shipped cfg)\n");
-		return -1;
+	for(j = 0; j < 6; j++) {
+		if(k[j] == NULL) {
+			LM_ERR("sipcluster_prom_update() needs the xhttp_prom module "
+				   "loaded (and the sipcluster gauges and counters declared, "
+				   "see the shipped cfg)\n");
+			return -1;
+		}
 	}
-	sc_g2 = (sc_gauge2_f)k2->func;
-	sc_g3 = (sc_gauge3_f)k3->func;
+	sc_g2 = (sc_gauge2_f)k[0]->func;
+	sc_g3 = (sc_gauge3_f)k[1]->func;
+	sc_i2 = (sc_cinc2_f)k[2]->func;
+	sc_i3 = (sc_cinc3_f)k[3]->func;
+	sc_r2 = (sc_crst2_f)k[4]->func;
+	sc_r3 = (sc_crst3_f)k[5]->func;
 	return 0;
+}
+
+/* claim what the counter cur grew by since *exported was last moved */
+static void sc_prom_claim(unsigned long cur, unsigned long *exported,
+		sc_prom_add_t *a)
+{
+	unsigned long old = __atomic_load_n(exported, __ATOMIC_RELAXED);
+
+	a->add = 0;
+	a->reset = 0;
+	for(;;) {
+		if(cur == old)
+			return;
+		if(__atomic_compare_exchange_n(exported, &old, cur, 0,
+				   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+			break;
+		/* another scrape moved it: old is its value now */
+	}
+	if(cur > old) {
+		a->add = cur - old;
+	} else {
+		a->reset = 1;
+		a->add = cur;
+	}
 }
 
 static void sc_cstr(str *s, const char *c)
@@ -116,6 +177,37 @@ static void sc_set3(sip_msg_t *msg, const char *metric, double v,
 	sc_g3(msg, &n, &val, &a, &b, &c);
 }
 
+/* a counter with labels l1, l2 (and l3 when not NULL): reset when the
+ * module's counter went back, then the growth added (in int steps) */
+static void sc_count(sip_msg_t *msg, const char *metric,
+		const sc_prom_add_t *a, const char *l1, const char *l2, const char *l3)
+{
+	str n, x, y, z;
+	unsigned long left = a->add;
+	int step;
+
+	sc_cstr(&n, metric);
+	sc_cstr(&x, l1);
+	sc_cstr(&y, l2);
+	if(l3)
+		sc_cstr(&z, l3);
+	if(a->reset) {
+		if(l3)
+			sc_r3(msg, &n, &x, &y, &z);
+		else
+			sc_r2(msg, &n, &x, &y);
+	}
+	/* an increment of 0 still marks the series used (xhttp_prom_timeout) */
+	do {
+		step = left > 0x7fffffffUL ? 0x7fffffff : (int)left;
+		if(l3)
+			sc_i3(msg, &n, step, &x, &y, &z);
+		else
+			sc_i2(msg, &n, step, &x, &y);
+		left -= step;
+	} while(left > 0);
+}
+
 int ki_sipcluster_prom_update(sip_msg_t *msg)
 {
 	sc_topo_t *t;
@@ -148,10 +240,13 @@ int ki_sipcluster_prom_update(sip_msg_t *msg)
 		snprintf(pp[i].geo, sizeof(pp[i].geo), "%.*s", p->geo.len, p->geo.s);
 		pp[i].usable = sc_pair_usable(p);
 		pp[i].drained = (p->h.admin == SC_ADMIN_OOS);
-		pp[i].calls = p->h.calls;
-		pp[i].registers = p->h.registers;
-		pp[i].switchovers = p->h.switchovers;
-		pp[i].failovers = p->h.failovers;
+		sc_prom_claim(SC_RD(p->h.calls), &p->h.exported[0], &pp[i].c[0]);
+		sc_prom_claim(
+				SC_RD(p->h.registers), &p->h.exported[1], &pp[i].c[1]);
+		sc_prom_claim(
+				SC_RD(p->h.switchovers), &p->h.exported[2], &pp[i].c[2]);
+		sc_prom_claim(
+				SC_RD(p->h.failovers), &p->h.exported[3], &pp[i].c[3]);
 		for(j = 0; j < p->nservers && k < ns; j++, k++) {
 			sc_server_t *s = p->srv[j];
 			snprintf(ps[k].pair, sizeof(ps[k].pair), "%s", pp[i].name);
@@ -163,8 +258,10 @@ int ki_sipcluster_prom_update(sip_msg_t *msg)
 			ps[k].up = (s->h.fails == 0 && s->h.last_answer > 0);
 			ps[k].rtt = s->h.rtt;
 			ps[k].last_code = s->h.last_code;
-			ps[k].pings = s->h.pings;
-			ps[k].requests = s->h.requests;
+			sc_prom_claim(
+					SC_RD(s->h.pings), &s->h.exported[0], &ps[k].c[0]);
+			sc_prom_claim(
+					SC_RD(s->h.requests), &s->h.exported[1], &ps[k].c[1]);
 		}
 	}
 	ns = k;
@@ -175,14 +272,14 @@ int ki_sipcluster_prom_update(sip_msg_t *msg)
 				pp[i].geo);
 		sc_set2(msg, "sipcluster_pair_drained", pp[i].drained, pp[i].name,
 				pp[i].geo);
-		sc_set2(msg, "sipcluster_pair_calls", pp[i].calls, pp[i].name,
-				pp[i].geo);
-		sc_set2(msg, "sipcluster_pair_registers", pp[i].registers, pp[i].name,
-				pp[i].geo);
-		sc_set2(msg, "sipcluster_pair_switchovers", pp[i].switchovers,
-				pp[i].name, pp[i].geo);
-		sc_set2(msg, "sipcluster_pair_failovers", pp[i].failovers, pp[i].name,
-				pp[i].geo);
+		sc_count(msg, "sipcluster_pair_calls_total", &pp[i].c[0], pp[i].name,
+				pp[i].geo, NULL);
+		sc_count(msg, "sipcluster_pair_registers_total", &pp[i].c[1],
+				pp[i].name, pp[i].geo, NULL);
+		sc_count(msg, "sipcluster_pair_switchovers_total", &pp[i].c[2],
+				pp[i].name, pp[i].geo, NULL);
+		sc_count(msg, "sipcluster_pair_failovers_total", &pp[i].c[3],
+				pp[i].name, pp[i].geo, NULL);
 	}
 	for(i = 0; i < ns; i++) {
 		sc_set3(msg, "sipcluster_server_active", ps[i].active, ps[i].pair,
@@ -193,10 +290,10 @@ int ki_sipcluster_prom_update(sip_msg_t *msg)
 				ps[i].name, ps[i].addr);
 		sc_set3(msg, "sipcluster_server_last_code", ps[i].last_code, ps[i].pair,
 				ps[i].name, ps[i].addr);
-		sc_set3(msg, "sipcluster_server_pings", ps[i].pings, ps[i].pair,
-				ps[i].name, ps[i].addr);
-		sc_set3(msg, "sipcluster_server_requests", ps[i].requests, ps[i].pair,
-				ps[i].name, ps[i].addr);
+		sc_count(msg, "sipcluster_server_pings_total", &ps[i].c[0],
+				ps[i].pair, ps[i].name, ps[i].addr);
+		sc_count(msg, "sipcluster_server_requests_total", &ps[i].c[1],
+				ps[i].pair, ps[i].name, ps[i].addr);
 	}
 	pkg_free(pp);
 	pkg_free(ps);

@@ -29,6 +29,10 @@
 #define SC_URI_MAX 80
 #define SC_ALIGN(x) (((x) + 7) & ~((size_t)7))
 
+/* 1 while sc_topo_check_file() builds in the process heap (before shm
+ * exists: kamailio -c) */
+static int sc_topo_heap = 0;
+
 /* first libxml2 error of a parse or a validation */
 typedef struct sc_xml_errctx
 {
@@ -801,7 +805,7 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 			 + SC_ALIGN((np + nh) * sizeof(str)) + SC_ALIGN(strlen(file) + 1)
 			 + 3 * sc_index_bytes(ns) + 2 * sc_index_bytes(np)
 			 + sc_index_bytes(nh) + sc_index_bytes(nb) + 64;
-	a.p = shm_malloc(total);
+	a.p = sc_topo_heap ? malloc(total) : shm_malloc(total);
 	if(a.p == NULL) {
 		sc_err_set(err, file, 0, "out of shared memory (%lu bytes needed)",
 				(unsigned long)total);
@@ -957,7 +961,10 @@ static sc_topo_t *sc_build(xmlDocPtr doc, const char *file, sc_error_t *err)
 oom:
 	sc_err_set(err, file, 0, "internal error: topology block too small");
 error:
-	shm_free(t);
+	if(sc_topo_heap)
+		free(t);
+	else
+		shm_free(t);
 	return NULL;
 }
 
@@ -1076,6 +1083,20 @@ void sc_topo_free(sc_topo_t *t)
 {
 	if(t)
 		shm_free(t);
+}
+
+int sc_topo_check_file(
+		const char *file, const char *schema_file, sc_error_t *err)
+{
+	sc_topo_t *t;
+
+	sc_topo_heap = 1;
+	t = sc_topo_load(file, schema_file, err);
+	sc_topo_heap = 0;
+	if(t == NULL)
+		return -1;
+	free(t);
+	return 0;
 }
 
 /* ---- look-ups ---- */
@@ -1384,9 +1405,14 @@ void sc_topo_carry_state(
 			long long swrr = 0;
 			unsigned long calls = o ? o->h.calls : 0;
 			unsigned long regs = o ? o->h.registers : 0;
+			unsigned long xc = o ? o->h.exported[0] : 0;
+			unsigned long xr = o ? o->h.exported[1] : 0;
 			memset(&p->h, 0, sizeof(p->h));
 			p->h.calls = calls;
 			p->h.registers = regs;
+			/* what was exported goes with the counter it follows */
+			p->h.exported[0] = xc;
+			p->h.exported[1] = xr;
 			p->h.swrr = swrr;
 			p->h.ping_srv = -1;
 			p->h.next_ping = 0; /* ping at once */

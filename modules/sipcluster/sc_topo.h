@@ -179,6 +179,11 @@ sc_topo_t *sc_topo_load(
 sc_topo_t *sc_topo_load_each(const char *file, const char *schema_file,
 		sc_error_t *err, sc_error_each_f each, void *arg);
 
+/* parse and validate the document in the process heap (no shm needed: at
+ * cfg parse time); 0 when valid, else -1 and err */
+int sc_topo_check_file(
+		const char *file, const char *schema_file, sc_error_t *err);
+
 /* same from memory; name is used as the file name in errors */
 sc_topo_t *sc_topo_load_mem(const char *buf, int len, const char *name,
 		const char *schema_file, sc_error_t *err);

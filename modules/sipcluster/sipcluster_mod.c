@@ -83,6 +83,7 @@ static int sc_event_rt = -1;
 static sc_transition_t *sc_cur_tr = NULL;
 
 static int mod_init(void);
+static int sc_param_cluster_file(modparam_t type, void *val);
 static int child_init(int rank);
 static void mod_destroy(void);
 static int w_sipcluster_seen_request(sip_msg_t *msg, char *p1, char *p2);
@@ -156,7 +157,8 @@ static cmd_export_t cmds[] = {
 };
 
 static param_export_t params[] = {
-	{"cluster_file", PARAM_STRING, &sc_cluster_file},
+	{"cluster_file", PARAM_STRING | PARAM_USE_FUNC,
+			(void *)sc_param_cluster_file},
 	{"schema_file", PARAM_STRING, &sc_schema_file},
 	{"proxy_name", PARAM_STR, &sc_proxy_name},
 	{"geo_location", PARAM_STR, &sc_geo_location},
@@ -593,6 +595,25 @@ failed:
 		   "%s\n",
 			msg);
 	return -1;
+}
+
+/* modparam cluster_file: the document is loaded at mod_init; under
+ * kamailio -c (which runs no mod_init) it is checked here, in the process
+ * heap, so a broken document fails the config check with file:line */
+static int sc_param_cluster_file(modparam_t type, void *val)
+{
+	sc_error_t err;
+	char buf[1024];
+
+	sc_cluster_file = (char *)val;
+	if(!config_check || sc_cluster_file == NULL || sc_cluster_file[0] == '\0')
+		return 0;
+	if(sc_topo_check_file(sc_cluster_file, sc_schema_file, &err) < 0) {
+		sc_error_format(&err, buf, sizeof(buf));
+		LM_ERR("cluster document: %s\n", buf);
+		return -1;
+	}
+	return 0;
 }
 
 static int mod_init(void)

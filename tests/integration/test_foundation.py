@@ -123,12 +123,34 @@ class TestLab(unittest.TestCase):
         self.assertIn("sipcluster_pings_sent", m0)        # the module's counters
         self.assertIn("sipcluster_reload_failures", m0)
         # a call: the pair's calls grow (to whichever pair SWRR picked)
-        calls0 = sum(v for k, v in m0.items() if k.startswith("sipcluster_pair_calls"))
+        calls0 = sum(v for k, v in m0.items() if k.startswith("sipcluster_pair_calls_total"))
         r = sip_request("MESSAGE", "sip:x@%s:5060" % px, "%s.9.2" % B)
         self.assertEqual(reply_code(r), 200, r)
         m1 = self.metrics(px)
-        self.assertEqual(sum(v for k, v in m1.items() if k.startswith("sipcluster_pair_calls")),
+        self.assertEqual(sum(v for k, v in m1.items() if k.startswith("sipcluster_pair_calls_total")),
                          calls0 + 1)
+        # scraped again without a call: the counter holds (each scrape adds
+        # only what the module's counter grew by)
+        m1b = self.metrics(px)
+        self.assertEqual(sum(v for k, v in m1b.items() if k.startswith("sipcluster_pair_calls_total")),
+                         calls0 + 1)
+        # monotonic series are xhttp_prom counters, named *_total (xhttp_prom
+        # writes no # TYPE lines), states are gauges
+        series = {k.split("{")[0] for k in m1b}
+        for name in ("pair_calls_total", "pair_registers_total", "pair_switchovers_total",
+                     "pair_failovers_total", "server_pings_total", "server_requests_total",
+                     "pair_in_service", "pair_drained", "server_active", "server_up",
+                     "server_rtt_ms", "server_last_code"):
+            self.assertIn("sipcluster_" + name, series)
+        for name in ("pair_calls", "pair_registers", "server_pings", "server_requests"):
+            self.assertNotIn("sipcluster_" + name, series)
+        # pings only grow, scrape after scrape
+        pings = lambda m: {k: v for k, v in m.items() if k.startswith("sipcluster_server_pings_total")}
+        p0 = pings(m1b)
+        time.sleep(1.5)
+        p1 = pings(self.metrics(px))
+        self.assertTrue(all(p1[k] >= v for k, v in p0.items()), (p0, p1))
+        self.assertGreater(sum(p1.values()), sum(p0.values()))
         # the pair's members go silent: out of service in the series too
         sd = os.path.join(self.dir, "sips-dc1-2a")
         kamcmd(sd, "pv.shvSet", "active", "int", 0)
@@ -386,6 +408,26 @@ class TestStartAndReload(unittest.TestCase):
         self.assertEqual(int(ok.group(1)), 300)
         self.assertEqual(int(failed.group(1)), 0)
         self.assertGreaterEqual(reloads, 8)
+
+    def test_sync_status_shows_a_new_silent_proxy_as_pending(self):
+        """a proxy added to the document after the start-up sync has
+        answered nothing: sync_status says pending, not done"""
+        self.start()
+        # py (listed, not running) never answers: the start-up sync goes on
+        # without it after SYNC_WAIT
+        px = self.c.rundir("px")
+        self.assertTrue(wait_until(lambda: self.c.sync_status("px")[0], 20))
+        ready, peers, out = self.c.sync_status("px")
+        self.assertNotEqual(peers.get("py"), "done", out)
+        self.c.write(cluster_xml("rl", self.body_ok + proxy_xml("pz", B + ".50.3", "dc1")))
+        self.assertEqual(kamcmd(px, "sipcluster.reload").returncode, 0)
+        # the sync process takes the new peer list at its next tick
+        self.assertTrue(wait_until(lambda: "pz" in self.c.sync_status("px")[1], 5))
+        for _ in range(3):
+            ready, peers, out = self.c.sync_status("px")
+            self.assertIn(peers.get("pz"), ("pending", "no answer"), out)
+            self.assertNotEqual(peers.get("py"), "done", out)
+            time.sleep(1)
 
     def test_tombstone_journal_survives_bad_lines(self):
         """the journal read back at start-up: a line that is not JSON, one

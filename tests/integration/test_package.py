@@ -146,6 +146,19 @@ class TestDebianPackage(unittest.TestCase):
         out = c.stdout + c.stderr
         self.assertEqual(c.returncode, 0, out)
         self.assertIn("config file ok", out)
+        # kamailio -c checks the document too (it runs no mod_init: the
+        # module checks it when the cfg sets cluster_file)
+        doc = os.path.join(etc, "sipcluster.xml")
+        good = read(doc)
+        with open(doc, "w") as f:
+            f.write(good.replace('role="backup"', 'role="primary"'))
+        c = run(["kamailio", "-c", "-f", os.path.join(etc, "kamailio.cfg"),
+                 "-A", 'SIPCLUSTER_SO="%s"' % so])
+        with open(doc, "w") as f:
+            f.write(good)
+        self.assertNotEqual(c.returncode, 0)
+        self.assertRegex(c.stdout + c.stderr,
+                         r"sipcluster\.xml:\d+: ha-pair 'n1' has two servers with role 'primary'")
         # a broken document stops setup with file:line: reason
         bad = os.path.join(etc, "bad.xml")
         with open(bad, "w") as f:
