@@ -9,7 +9,8 @@ BUILD="$TOP/build"
 CODENAME=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
 
 # What differs between the Debian releases sipcluster supports, in one place
-# (Kamailio's own differences are in modules/sipcluster/sc_kcompat.h):
+# (Kamailio 5.6 vs 6.0: the KAMAILIO_6 block of kamailio-cfg/kamailio.cfg and
+# modules/sipcluster/sc_kcompat.h):
 #   bookworm (Debian 12): kamailio 5.6.3, clang 14
 #   trixie   (Debian 13): kamailio 6.0.1, clang 19
 case "$CODENAME" in
@@ -119,8 +120,8 @@ STAMP="$KS/.sipcluster-configured"
 # the mirror lacks a file the Sources index lists (trixie's pool has no
 # kamailio_6.0.1.orig.tar.gz.asc); then each other file is fetched by
 # apt-helper, which checks it against the SHA256 of the Sources index (signed
-# by the archive key, checked by apt-get update), and dpkg-source checks the
-# .orig and .debian tarballs against the checksums in the .dsc.
+# by the archive key, checked by apt-get update), and the .orig and .debian
+# tarballs are checked once more against the SHA256 list of the .dsc.
 fetch_source() {
 	local dl=$1 uri file size hash dsc n=0
 	if (cd "$dl" && apt-get source -qq "kamailio=$KVER" >/dev/null 2>"$dl/apt.err"); then

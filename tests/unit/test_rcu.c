@@ -3,6 +3,7 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include "sc_rcu.h"
@@ -107,6 +108,7 @@ static obj_t *g_cur;
 static obj_t g_objs[NOBJS];
 static int g_stop;
 static long g_bad, g_reads[NREADERS];
+static int g_started[NREADERS]; /* set once a reader has read once */
 
 static void *reader(void *arg)
 {
@@ -122,7 +124,8 @@ static void *reader(void *arg)
 			if(__atomic_load_n(&o->alive, __ATOMIC_SEQ_CST) != 1)
 				bad++;
 		sc_rcu_exit(&g_rcu, slot);
-		reads++;
+		if(reads++ == 0)
+			__atomic_store_n(&g_started[slot], 1, __ATOMIC_RELEASE);
 	}
 	__atomic_fetch_add(&g_bad, bad, __ATOMIC_SEQ_CST);
 	g_reads[slot] = reads;
@@ -142,9 +145,15 @@ START_TEST(test_threads_never_read_freed)
 	sc_rcu_init(&g_rcu, g_slots, NREADERS);
 	g_objs[0].alive = 1;
 	g_cur = &g_objs[0];
+	memset(g_started, 0, sizeof(g_started));
 	for(i = 0; i < NREADERS; i++)
 		ck_assert_int_eq(
 				pthread_create(&th[i], NULL, reader, (void *)(long)i), 0);
+	/* every reader is reading before the writer starts (on 2 cores a
+	 * reader was once scheduled only after the writer had finished) */
+	for(i = 0; i < NREADERS; i++)
+		while(!__atomic_load_n(&g_started[i], __ATOMIC_ACQUIRE))
+			sched_yield();
 	/* the writer publishes a new object and retires the old one, as a
 	 * reload or a pair's state change does */
 	for(i = 1; i < NOBJS; i++) {
