@@ -28,6 +28,8 @@ extern stat_var *sc_st_sync_applied;
 /* mod_init, after usrloc is bound (ul_api: usrloc_api_t*, dom: udomain_t*;
  * NULL when usrloc is not loaded) */
 int sc_sync_init(void *ul_api, void *dom);
+/* the tombstone journal applied to what usrloc loaded (PROC_SIPINIT) */
+int sc_sync_journal_apply(void);
 int sc_sync_rpc_init(void);
 void sc_sync_destroy(void);
 /* 1 when the sync runs (dmq and usrloc loaded) */

@@ -775,6 +775,8 @@ static int child_init(int rank)
 	}
 	if(sc_reg_child_init(rank) < 0)
 		return -1;
+	if(rank == PROC_SIPINIT && sc_sync_enabled())
+		return sc_sync_journal_apply();
 	if(rank != PROC_MAIN)
 		return 0;
 	if(fork_basic_utimer(PROC_TIMER, "sipcluster OPTIONS pinger", 1,
