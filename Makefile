@@ -78,7 +78,8 @@ install: module
 	install -D -m 644 $(MODULE) $(DESTDIR)$(MODDIR)/sipcluster.so
 	install -D -m 644 $(MODDIR_SRC)/sipcluster.xsd $(DESTDIR)$(SHAREDIR)/sipcluster.xsd
 	install -D -m 644 kamailio-cfg/kamailio.cfg $(DESTDIR)$(SHAREDIR)/kamailio.cfg
-	install -D -m 644 kamailio-cfg/sipcluster.lua $(DESTDIR)$(SHAREDIR)/sipcluster.lua
+	install -D -m 644 examples/kemi-lua/sipcluster.lua $(DESTDIR)$(DOCDIR)/examples/kemi-lua/sipcluster.lua
+	install -D -m 644 examples/kemi-lua/README.md $(DESTDIR)$(DOCDIR)/examples/kemi-lua/README.md
 	install -D -m 644 kamailio-cfg/cluster-example.xml $(DESTDIR)$(SHAREDIR)/cluster-example.xml
 	install -D -m 644 kamailio-cfg/sipcluster-local-defs.cfg $(DESTDIR)$(SHAREDIR)/sipcluster-local-defs.cfg
 	install -D -m 644 kamailio-cfg/sipcluster-local.cfg $(DESTDIR)$(SHAREDIR)/sipcluster-local.cfg

@@ -15,6 +15,7 @@
  */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../core/dprint.h"
@@ -24,7 +25,9 @@
 #include "../../modules/tm/tm_load.h"
 #include "../../modules/tm/h_table.h"
 
-#include "sc_mod.h"
+#include "sc_ping.h"
+#include "sc_msg.h"
+#include "sc_state.h"
 #include "sc_topo.h"
 #include "sc_health.h"
 
@@ -49,6 +52,15 @@ typedef struct sc_ping_out
 static struct tm_binds sc_tmb;
 static str sc_options = str_init("OPTIONS");
 
+/* modparams */
+char *sc_alive_codes_str = NULL;
+int sc_alive_codes[SC_MAX_ALIVE_CODES + 1] = {0};
+str sc_ping_from = str_init("sip:sipcluster@localhost");
+int sc_ping_tick = 100; /* ms */
+
+stat_var *sc_st_pings = NULL;
+stat_var *sc_st_ping_failures = NULL;
+
 /* per-process scratch (pinger process) */
 static sc_ping_out_t *sc_out = NULL;
 static sc_transition_t *sc_tr = NULL;
@@ -57,8 +69,47 @@ static int sc_out_size = 0;
  * t_request(): TMCB_REQUEST_SENT runs inside it) */
 static int sc_ping_cur_timeout = 0;
 
+static int sc_parse_alive_codes(void)
+{
+	char *p, *end;
+	long v;
+	int n = 0;
+
+	memset(sc_alive_codes, 0, sizeof(sc_alive_codes));
+	if(sc_alive_codes_str == NULL)
+		return 0;
+	p = sc_alive_codes_str;
+	while(*p) {
+		while(*p == ' ' || *p == ',' || *p == ';')
+			p++;
+		if(*p == '\0')
+			break;
+		v = strtol(p, &end, 10);
+		if(end == p || v < 100 || v > 699) {
+			LM_ERR("alive_codes: '%s' is not a list of SIP reply codes "
+				   "(e.g. \"405,501\")\n",
+					sc_alive_codes_str);
+			return -1;
+		}
+		if(n >= SC_MAX_ALIVE_CODES) {
+			LM_ERR("alive_codes: at most %d codes\n", SC_MAX_ALIVE_CODES);
+			return -1;
+		}
+		sc_alive_codes[n++] = (int)v;
+		p = end;
+	}
+	return 0;
+}
+
+
 int sc_ping_init(void)
 {
+	if(sc_ping_tick < 10 || sc_ping_tick > 1000) {
+		LM_ERR("ping_tick must be 10 to 1000 ms, not %d\n", sc_ping_tick);
+		return -1;
+	}
+	if(sc_parse_alive_codes() < 0)
+		return -1;
 	if(load_tm_api(&sc_tmb) < 0) {
 		LM_ERR("cannot bind the tm API: load tm.so before sipcluster.so\n");
 		return -1;
@@ -92,8 +143,7 @@ static void sc_ping_outcome(
 	else
 		snprintf(reason, sizeof(reason), "answered OPTIONS with %d", code);
 
-	lock_get(&sc_shared->lock);
-	s = sc_topo_server_by_uid(sc_shared->topo, uid);
+	s = sc_topo_server_by_uid(sc_state_lock(), uid);
 	if(s != NULL) {
 		p = s->pair;
 		sc_pair_hcfg(p, &c);
@@ -107,8 +157,7 @@ static void sc_ping_outcome(
 		if(events)
 			sc_transition_fill(&tr, p, events, prev, reason);
 	}
-	sc_view_update();
-	lock_release(&sc_shared->lock);
+	sc_state_unlock();
 	if(taken && !alive)
 		update_stat(sc_st_ping_failures, 1);
 	if(events)
@@ -167,15 +216,14 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 	uac_req_t uac_r;
 	str uri, sock;
 
-	if(sc_shared == NULL)
+	if(!sc_state_ready())
 		return;
 	now = sc_now_ms();
 	wall = sc_wall_ms();
 
-	lock_get(&sc_shared->lock);
-	t = sc_shared->topo;
+	t = sc_state_lock();
 	if(sc_ping_grow(t->npairs > 0 ? t->npairs : 1) < 0) {
-		lock_release(&sc_shared->lock);
+		sc_state_unlock();
 		return;
 	}
 	for(i = 0; i < t->npairs; i++) {
@@ -211,8 +259,7 @@ void sc_ping_utimer(unsigned int ticks, void *param)
 		}
 	}
 	/* new schedules for the requests, and what they no longer read freed */
-	sc_view_update();
-	lock_release(&sc_shared->lock);
+	sc_state_unlock();
 
 	if(nmiss)
 		update_stat(sc_st_ping_failures, nmiss);

@@ -68,8 +68,23 @@ unsigned int sc_rcu_reclaim(sc_rcu_t *r);
 /* free everything pending (shutdown: no reader left) */
 void sc_rcu_drain(sc_rcu_t *r);
 
+/* The module's one atomic idiom, in the floor and the glue alike: these
+ * macros over the GCC/clang __atomic builtins (C11 memory model), not
+ * Kamailio's core/atomic_ops.h. Why: the floor is compiled without
+ * Kamailio (Check unit tests, libFuzzer targets, ASan/UBSan/TSan builds)
+ * and shares these words with the glue, so both sides must use one memory
+ * model; atomic_ops.h pairs plain operations with separate membar_*()
+ * calls and has no acquire/release loads and stores, which sc_rcu's
+ * publish/dereference relies on. No shared word is touched without the
+ * lock except through these macros (no volatile casts). */
+
 /* a word read without the lock that a writer may change under it */
 #define SC_RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+/* compare-and-swap of a word without the lock: 1 when x was old and is
+ * now nv; otherwise old is updated to what x holds */
+#define SC_CAS(x, old, nv)       \
+	__atomic_compare_exchange_n( \
+			&(x), &(old), (nv), 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)
 /* a statistic bumped without the lock */
 #define SC_INC(x) __atomic_fetch_add(&(x), 1, __ATOMIC_RELAXED)
 /* a pointer published to readers */

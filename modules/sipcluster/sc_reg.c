@@ -51,7 +51,9 @@
 #include "../../modules/tm/tm_load.h"
 #include "../../modules/usrloc/usrloc.h"
 
-#include "sc_mod.h"
+#include "sc_reg.h"
+#include "sc_msg.h"
+#include "sc_state.h"
 #include "sc_topo.h"
 #include "sc_health.h"
 #include "sc_select.h"
@@ -110,6 +112,12 @@ int sc_reg_init(void)
 {
 	bind_usrloc_t bind_usrloc;
 
+	if(sc_max_expires < 0 || sc_min_expires < 0 || sc_default_expires < 1
+			|| (sc_max_expires > 0 && sc_min_expires > sc_max_expires)) {
+		LM_ERR("expiry limits: need 0 <= min_expires <= max_expires (0 = no "
+			   "limit) and default_expires > 0\n");
+		return -1;
+	}
 	if(load_tm_api(&sc_reg_tmb) < 0)
 		return -1;
 	bind_usrloc = (bind_usrloc_t)find_export("ul_bind_usrloc", 1, 0);
@@ -129,7 +137,7 @@ int sc_reg_init(void)
 	if(sruid_init(&sc_sruid, '-', "scul", SRUID_INC) < 0)
 		return -1;
 	sc_reg_enabled = 1;
-	return sc_sync_init(&sc_ul, sc_dom);
+	return sc_sync_init(&sc_ul, sc_dom, sc_max_expires);
 }
 
 int sc_reg_child_init(int rank)
@@ -242,8 +250,7 @@ static int sc_reg_pick_v(sc_view_t *v, const str *aor, char *uri, int ulen,
 		}
 	}
 	if(best < 0) {
-		snprintf(sc_route_reason, sizeof(sc_route_reason),
-				"no SIP Server in service in %.*s to authenticate REGISTER",
+		sc_why_set("no SIP Server in service in %.*s to authenticate REGISTER",
 				self->geo.len, self->geo.s);
 		return -1;
 	}
@@ -381,9 +388,8 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	/* a proxy that just started stores nothing before it merged the
 	 * other proxies' bindings (and before DMQ replicates its own) */
 	if(!sc_sync_is_ready()) {
-		snprintf(sc_route_reason, sizeof(sc_route_reason),
-				"registrations are being synchronised from the other "
-				"proxies");
+		sc_why_set("registrations are being synchronised from the other "
+				   "proxies");
 		update_stat(sc_st_unavailable, 1);
 		return -1;
 	}
@@ -549,7 +555,7 @@ int ki_sipcluster_register(sip_msg_t *msg)
 	if(set_dst_uri(msg, &s) < 0)
 		return -1;
 	ruri_mark_new();
-	sc_route_remember(pair, server);
+	sc_remember_cstr(pair, server);
 	update_stat(sc_st_reg_relayed, 1);
 	LM_DBG("REGISTER for %.*s relayed to %s (%s)\n", aor.len, aor.s, server,
 			uri);

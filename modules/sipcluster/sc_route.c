@@ -22,9 +22,9 @@
  * sc_route_plan() in sc_codec.c; this file feeds it the classified Route
  * entries and the source of the message (sc_msg_src(), once per message).
  *
- * Per-transaction memory is one xavp, $xavp(sipcluster), with children
- * "cur" (server name of the current branch) and "tried" (";name;name;" of
- * pairs and servers already tried). tm keeps it for failure_route.
+ * Layer: above sc_msg (who sent it, refusals, the per-transaction memory
+ * $xavp(sipcluster)) and sc_state (views, the writers' lock); called by
+ * the exports (sipcluster_mod.c) and sipcluster.which (sc_rpc.c) only.
  *
  * This file is part of sipcluster, a Kamailio module.
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -48,32 +48,37 @@
 #include "../../core/trim.h"
 #include "../../core/strutils.h"
 #include "../../core/ut.h"
+#include "../../core/resolve.h"
 #include "../../modules/rr/api.h"
-#include "../../modules/sl/sl.h"
-#include "../../modules/tm/tm_load.h"
 
-#include "sc_mod.h"
+#include "sc_route.h"
+#include "sc_msg.h"
+#include "sc_state.h"
 #include "sc_topo.h"
 #include "sc_health.h"
 #include "sc_select.h"
 #include "sc_codec.h"
 
-#define SC_TRIED_MAX 1024
 #define SC_URI_BUF 256
 #define SC_PIN_BUF (SC_NAME_MAX + SC_MAC_HEX + 2)
 /* Route entries one request may carry */
 #define SC_ROUTES_MAX 64
 
 static struct rr_binds sc_rrb;
-static sl_api_t sc_slb;
-static struct tm_binds sc_rt_tmb;
-static str sc_xavp_root = str_init("sipcluster");
-static str sc_xavp_cur = str_init("cur");
-static str sc_xavp_tried = str_init("tried");
 static str sc_xgr_name = str_init("X-Genesys-Route");
 
-char sc_route_reason[128] = "";
-int sc_log_interval = 60;
+/* modparam: a request from the cluster that reaches a proxy by its data
+ * center's rr-host goes on to the proxy holding the endpoint's flow: 0
+ * never, 1 for connection-oriented flows (TCP, TLS, WS), 2 always */
+int sc_rr_handover = 1;
+
+stat_var *sc_st_routed = NULL;
+stat_var *sc_st_failovers = NULL;
+stat_var *sc_st_cross_dc = NULL;
+stat_var *sc_st_retargeted = NULL;
+stat_var *sc_st_handed_over = NULL;
+stat_var *sc_st_xgr_used = NULL;
+stat_var *sc_st_xgr_dropped = NULL;
 
 int sc_route_init(void)
 {
@@ -81,376 +86,13 @@ int sc_route_init(void)
 		LM_ERR("cannot bind the rr API: load rr.so before sipcluster.so\n");
 		return -1;
 	}
-	if(sl_load_api(&sc_slb) < 0) {
-		LM_ERR("cannot bind the sl API: load sl.so before sipcluster.so\n");
-		return -1;
-	}
-	if(load_tm_api(&sc_rt_tmb) < 0) {
-		LM_ERR("cannot bind the tm API: load tm.so before sipcluster.so\n");
-		return -1;
-	}
-	return 0;
-}
-
-void sc_msg_ip(sip_msg_t *msg, sc_ip_t *ip)
-{
-	memset(ip, 0, sizeof(*ip));
-	ip->af = msg->rcv.src_ip.af;
-	memcpy(ip->ip, msg->rcv.src_ip.u.addr, msg->rcv.src_ip.len);
-}
-
-/* ---- who sent it ---- */
-
-/* the configured SIP Server of t the message comes from */
-sc_server_t *sc_src_server(sc_topo_t *t, sip_msg_t *msg)
-{
-	sc_ip_t ip;
-
-	sc_msg_ip(msg, &ip);
-	return sc_topo_server_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto);
-}
-
-/* per process: the class of the last message asked about */
-static struct
-{
-	unsigned int id;
-	int pid;
-	unsigned int gen;
-	int src;
-} sc_src_cache = {0, 0, 0, -1};
-
-int sc_msg_src(sip_msg_t *msg)
-{
-	sc_view_t *v;
-	sc_topo_t *t;
-	sc_ip_t ip;
-	int src = SC_SRC_OUTSIDER;
-	unsigned int gen;
-
-	if(msg == NULL || msg == FAKED_REPLY)
-		return SC_SRC_OUTSIDER;
-	if(sc_src_cache.src >= 0 && sc_src_cache.id == msg->id
-			&& sc_src_cache.pid == msg->pid
-			&& sc_src_cache.gen == SC_RD(sc_shared->topo_gen))
-		return sc_src_cache.src;
-	sc_msg_ip(msg, &ip);
-	v = sc_view_get();
-	t = v->topo;
-	gen = v->topo_gen;
-	if(sc_topo_server_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
-		src = SC_SRC_SERVER;
-	else if(sc_topo_proxy_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto)
-			|| sc_topo_peer_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
-		src = SC_SRC_PROXY; /* or its connection from its listen port */
-	else if(sc_topo_sbc_by_src(t, &ip, msg->rcv.src_port, msg->rcv.proto))
-		src = SC_SRC_SBC;
-	sc_view_put();
-	sc_src_cache.id = msg->id;
-	sc_src_cache.pid = msg->pid;
-	sc_src_cache.gen = gen;
-	sc_src_cache.src = src;
-	return src;
-}
-
-int ki_sipcluster_from_server(sip_msg_t *msg)
-{
-	return sc_msg_src(msg) == SC_SRC_SERVER ? 1 : -1;
-}
-
-int ki_sipcluster_from_proxy(sip_msg_t *msg)
-{
-	return sc_msg_src(msg) == SC_SRC_PROXY ? 1 : -1;
-}
-
-int ki_sipcluster_from_cluster(sip_msg_t *msg)
-{
-	return sc_src_trusted(sc_msg_src(msg)) ? 1 : -1;
-}
-
-int ki_sipcluster_from_sbc(sip_msg_t *msg)
-{
-	return sc_msg_src(msg) == SC_SRC_SBC ? 1 : -1;
-}
-
-/* the proxy a cluster-channel message comes from (sc_topo_peer_by_src):
- * over TCP/TLS from a proxy's address and listen port, never ourselves */
-sc_proxy_t *sc_src_peer(sc_view_t *v, sip_msg_t *msg)
-{
-	sc_ip_t ip;
-	sc_proxy_t *p;
-
-	if(msg == NULL || msg == FAKED_REPLY)
-		return NULL;
-	sc_msg_ip(msg, &ip);
-	p = sc_topo_peer_by_src(v->topo, &ip, msg->rcv.src_port, msg->rcv.proto);
-	if(p == &v->topo->proxies[v->self])
-		return NULL;
-	return p;
-}
-
-int ki_sipcluster_from_peer(sip_msg_t *msg)
-{
-	int ok = sc_src_peer(sc_view_get(), msg) != NULL;
-
-	sc_view_put();
-	return ok ? 1 : -1;
-}
-
-/* a request over the per-source limit (pike): dropped without an answer
- * (answering a flood would reflect it), but counted (flood_dropped) and
- * logged once per source per log_interval, so an operator sees a site NAT
- * or a trunk that needs listing as an SBC; returns 1 */
-int ki_sipcluster_flood_drop(sip_msg_t *msg)
-{
-	update_stat(sc_st_flood_dropped, 1);
-	sc_refuse_log(msg, 0,
-			"over the per-source request limit (PIKE_DENSITY per 2 s): "
-			"dropped without an answer (a trunk, SBC or site NAT: list it "
-			"as <sbc>, or raise PIKE_DENSITY)");
-	return 1;
-}
-
-int sc_src_flow(sip_msg_t *msg, char *buf, int len)
-{
-	const char *tp;
-	int v6 = (msg->rcv.src_ip.af == AF_INET6), n;
-
-	switch(msg->rcv.proto) {
-		case PROTO_TCP:
-			tp = ";transport=tcp";
-			break;
-		case PROTO_TLS:
-			tp = ";transport=tls";
-			break;
-		case PROTO_SCTP:
-			tp = ";transport=sctp";
-			break;
-		default:
-			tp = "";
-	}
-	n = snprintf(buf, len, "sip:%s%s%s:%d%s", v6 ? "[" : "",
-			ip_addr2a(&msg->rcv.src_ip), v6 ? "]" : "", msg->rcv.src_port, tp);
-	return (n > 0 && n < len) ? n : -1;
-}
-
-/* ---- this proxy's own sockets ---- */
-
-/* per process: the listen socket of this proxy for each transport and
- * address family: the one on its address in the document, or (dual stack,
- * the other family) the first one of that transport and family */
-static struct
-{
-	unsigned int gen;
-	struct socket_info *si[SC_TP_SCTP + 1][2];
-	int looked[SC_TP_SCTP + 1][2];
-} sc_socks;
-
-struct socket_info *sc_own_socket_af(int proto, int af)
-{
-	sc_view_t *v;
-	sc_proxy_t *self;
-	char host[64];
-	str h;
-	int port, myaf, k;
-	struct socket_info *si = NULL, **list;
-
-	if(proto < SC_TP_UDP || proto > SC_TP_SCTP)
-		proto = SC_TP_UDP;
-	k = (af == AF_INET6) ? 1 : 0;
-	v = sc_view_get();
-	if(sc_socks.gen != v->topo_gen) {
-		memset(&sc_socks, 0, sizeof(sc_socks));
-		sc_socks.gen = v->topo_gen;
-	}
-	if(sc_socks.looked[proto][k]) {
-		sc_view_put();
-		return sc_socks.si[proto][k];
-	}
-	self = &v->topo->proxies[v->self];
-	snprintf(host, sizeof(host), "%.*s", self->address.len, self->address.s);
-	port = self->port;
-	myaf = self->ip.af;
-	sc_view_put();
-	if(af == 0 || af == myaf) {
-		h.s = host;
-		h.len = strlen(host);
-		si = grep_sock_info(&h, port, proto);
-		if(si == NULL)
-			si = grep_sock_info(&h, 0, proto);
-	} else {
-		list = get_sock_info_list((unsigned short)proto);
-		for(si = list ? *list : NULL; si; si = si->next)
-			if(si->address.af == af)
-				break;
-	}
-	sc_socks.si[proto][k] = si;
-	sc_socks.looked[proto][k] = 1;
-	return si;
-}
-
-struct socket_info *sc_own_socket(int proto)
-{
-	return sc_own_socket_af(proto, 0);
-}
-
-/* requests leave from this proxy's own address and port (with
- * tcp_reuse_port also over TCP/TLS): the next hop knows who sends */
-static void sc_force_socket(sip_msg_t *msg, int proto, int af)
-{
-	struct socket_info *si = sc_own_socket_af(proto, af);
-
-	if(si != NULL)
-		set_force_socket(msg, si);
-}
-
-/* the transport a URI asks for (UDP when it names none) and the address
- * family of its host (0 for a name) */
-static int sc_uri_proto(str *uri, int *af)
-{
-	struct sip_uri pu;
-	sc_ip_t ip;
-
-	*af = 0;
-	if(uri == NULL || uri->len <= 0 || parse_uri(uri->s, uri->len, &pu) < 0)
-		return SC_TP_UDP;
-	if(sc_ip_parse(pu.host.s, pu.host.len, &ip) == 0)
-		*af = ip.af;
-	if(pu.proto != PROTO_NONE)
-		return pu.proto;
-	return (pu.type == SIPS_URI_T) ? SC_TP_TLS : SC_TP_UDP;
-}
-
-int ki_sipcluster_set_socket(sip_msg_t *msg)
-{
-	int af, proto;
-
-	if(msg->force_send_socket != NULL)
-		return 1;
-	proto = sc_uri_proto(
-			msg->dst_uri.len > 0 ? &msg->dst_uri : GET_RURI(msg), &af);
-	sc_force_socket(msg, proto, af);
-	return 1;
-}
-
-/* ---- refusing, with logs an outage or an attack cannot flood ---- */
-
-/* when each source was last logged: one shm table for all processes,
- * indexed by a hash of the address; a race between two processes costs at
- * most one extra line */
-#define SC_RL_SLOTS 4096
-
-typedef struct sc_rl_slot
-{
-	unsigned int key;  /* hash of the address, 0 free */
-	unsigned int last; /* seconds (monotonic) */
-	unsigned int suppressed;
-} sc_rl_slot_t;
-
-static sc_rl_slot_t *sc_rl = NULL;
-
-int sc_refuse_init(void)
-{
-	sc_rl = shm_mallocxz(SC_RL_SLOTS * sizeof(sc_rl_slot_t));
-	if(sc_rl == NULL) {
-		SHM_MEM_ERROR;
+	if(sc_rr_handover < 0 || sc_rr_handover > 2) {
+		LM_ERR("rr_handover must be 0 (never), 1 (TCP/TLS/WS flows) or 2 "
+			   "(always), not %d\n",
+				sc_rr_handover);
 		return -1;
 	}
 	return 0;
-}
-
-void sc_refuse_destroy(void)
-{
-	if(sc_rl)
-		shm_free(sc_rl);
-	sc_rl = NULL;
-}
-
-/* 1 when this source may be logged now; *suppressed = lines skipped since */
-static int sc_rl_allow(sip_msg_t *msg, unsigned int *suppressed)
-{
-	sc_ip_t ip;
-	unsigned int h = 2166136261u, now;
-	int i, n;
-	sc_rl_slot_t *sl;
-
-	*suppressed = 0;
-	if(sc_rl == NULL || sc_log_interval == 0)
-		return 1;
-	sc_msg_ip(msg, &ip);
-	n = ip.af == AF_INET6 ? 16 : 4;
-	for(i = 0; i < n; i++) {
-		h ^= ip.ip[i];
-		h *= 16777619u;
-	}
-	if(h == 0)
-		h = 1;
-	now = (unsigned int)(sc_now_ms() / 1000) + 1;
-	sl = &sc_rl[h % SC_RL_SLOTS];
-	if(sl->key == h && now - sl->last < (unsigned int)sc_log_interval) {
-		sl->suppressed++;
-		return 0;
-	}
-	if(sl->key == h)
-		*suppressed = sl->suppressed;
-	sl->key = h;
-	sl->last = now;
-	sl->suppressed = 0;
-	return 1;
-}
-
-void sc_refuse_log(sip_msg_t *msg, int code, const char *why)
-{
-	unsigned int sup;
-	char more[64];
-
-	if(code > 0)
-		update_stat(sc_st_refused, 1);
-	if(!sc_rl_allow(msg, &sup))
-		return;
-	more[0] = '\0';
-	if(sup)
-		snprintf(more, sizeof(more), " [%u more from this source not logged]",
-				sup);
-	if(msg->first_line.type != SIP_REQUEST)
-		LM_NOTICE("dropped a reply from %s:%d (%s): %s%s\n",
-				ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port,
-				proto2a(msg->rcv.proto), why, more);
-	else if(code > 0)
-		LM_NOTICE("refused %.*s from %s:%d (%s) with %d: %s%s\n",
-				msg->first_line.u.request.method.len,
-				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
-				msg->rcv.src_port, proto2a(msg->rcv.proto), code, why, more);
-	else
-		LM_NOTICE("%.*s from %s:%d (%s): %s%s\n",
-				msg->first_line.u.request.method.len,
-				msg->first_line.u.request.method.s, ip_addr2a(&msg->rcv.src_ip),
-				msg->rcv.src_port, proto2a(msg->rcv.proto), why, more);
-}
-
-int sc_refuse(sip_msg_t *msg, int code, const char *reason, const char *why)
-{
-	str r;
-
-	sc_refuse_log(msg, code, why);
-	if(msg->first_line.type == SIP_REQUEST
-			&& msg->first_line.u.request.method_value != METHOD_ACK) {
-		r.s = (char *)reason;
-		r.len = strlen(reason);
-		if(sc_slb.freply(msg, code, &r) < 0)
-			LM_ERR("cannot send the %d reply\n", code);
-	}
-	return 0;
-}
-
-int ki_sipcluster_deny(sip_msg_t *msg, int code, str *reason)
-{
-	char rb[128], why[160];
-
-	if(code < 300 || code > 699)
-		code = 403;
-	snprintf(rb, sizeof(rb), "%.*s", reason->len, reason->s);
-	snprintf(why, sizeof(why), "%s (cfg)", rb);
-	return sc_refuse(msg, code, rb, why);
 }
 
 /* ---- lines an outage would repeat for every request ---- */
@@ -727,74 +369,6 @@ static sc_rset_t *sc_rset_get(sip_msg_t *msg)
 	return &sc_rs;
 }
 
-/* ---- per-transaction memory ---- */
-
-static void sc_tried_get(str *out)
-{
-	sr_xavp_t *x = xavp_get_child_with_sval(&sc_xavp_root, &sc_xavp_tried);
-	if(x) {
-		*out = x->val.v.s;
-	} else {
-		out->s = NULL;
-		out->len = 0;
-	}
-}
-
-static int sc_tried_has(const str *tried, const str *name)
-{
-	char buf[80];
-	int n;
-
-	if(tried->len <= 0)
-		return 0;
-	n = snprintf(buf, sizeof(buf), ";%.*s;", name->len, name->s);
-	if(n <= 0 || n >= (int)sizeof(buf))
-		return 0;
-	/* tried is not NUL-terminated: bounded search */
-	{
-		int i;
-		for(i = 0; i + n <= tried->len; i++)
-			if(memcmp(tried->s + i, buf, n) == 0)
-				return 1;
-	}
-	return 0;
-}
-
-/* remember the branch: current server and what has been tried */
-static void sc_remember(const str *pair, const str *server)
-{
-	str old, nv, cur;
-	char buf[SC_TRIED_MAX];
-	int n;
-
-	sc_tried_get(&old);
-	n = snprintf(buf, sizeof(buf), "%.*s%s%.*s;%.*s;", old.len,
-			old.s ? old.s : "", old.len ? "" : ";", pair->len, pair->s,
-			server->len, server->s);
-	if(n <= 0 || n >= (int)sizeof(buf)) {
-		LM_WARN("too many tried destinations, not remembering more\n");
-		return;
-	}
-	nv.s = buf;
-	nv.len = n;
-	cur = *server;
-	/* the xavp API copies the values */
-	if(xavp_set_child_sval(&sc_xavp_root, &sc_xavp_tried, &nv) < 0
-			|| xavp_set_child_sval(&sc_xavp_root, &sc_xavp_cur, &cur) < 0)
-		LM_ERR("cannot store the routing state in $xavp(sipcluster)\n");
-}
-
-void sc_route_remember(const char *pair, const char *server)
-{
-	str p, sv;
-
-	p.s = (char *)pair;
-	p.len = strlen(pair);
-	sv.s = (char *)server;
-	sv.len = strlen(server);
-	sc_remember(&p, &sv);
-}
-
 /* ---- choosing ---- */
 
 typedef struct sc_tried_ctx
@@ -854,8 +428,7 @@ static int sc_pick_pair(sc_dest_t *d, const str *tried)
 		remote = 1;
 	}
 	if(idx < 0) {
-		snprintf(sc_route_reason, sizeof(sc_route_reason),
-				"no SIP Server in service in %.*s%s", sc_geo_location.len,
+		sc_why_set("no SIP Server in service in %.*s%s", sc_geo_location.len,
 				sc_geo_location.s,
 				sc_cross_dc_failover ? " nor in any other data center"
 									 : " (cross-data-center failover off)");
@@ -949,7 +522,7 @@ int ki_sipcluster_route(sip_msg_t *msg)
 	if(rs->verdict == SC_PLAN_DENY)
 		return sc_refuse(msg, 403, "Not a cluster destination",
 				"its Route set leads outside the cluster");
-	sc_route_reason[0] = '\0';
+	sc_why_clear();
 	sc_tried_get(&tried);
 	r = sc_pick_pair(&d, &tried);
 	if(r < 0) {
@@ -961,7 +534,7 @@ int ki_sipcluster_route(sip_msg_t *msg)
 					msg->first_line.u.request.method.len,
 					msg->first_line.u.request.method.s,
 					ip_addr2a(&msg->rcv.src_ip), msg->rcv.src_port,
-					sc_route_reason, sup);
+					sc_why(), sup);
 		return -1;
 	}
 	update_stat(sc_st_routed, 1);
@@ -982,7 +555,6 @@ static int sc_in_dialog(sip_msg_t *msg)
 
 int ki_sipcluster_next(sip_msg_t *msg)
 {
-	sr_xavp_t *x;
 	str cur, tried;
 	sc_server_t *s;
 	sc_pair_t *p;
@@ -990,18 +562,15 @@ int ki_sipcluster_next(sip_msg_t *msg)
 	sc_hcfg_t c;
 	int r = -1, partner;
 
-	x = xavp_get_child_with_sval(&sc_xavp_root, &sc_xavp_cur);
-	if(x == NULL) {
+	if(sc_cur_get(&cur) < 0) {
 		LM_DBG("no sipcluster routing state in this transaction\n");
 		return -1;
 	}
-	cur = x->val.v.s;
 	sc_tried_get(&tried);
-	sc_route_reason[0] = '\0';
+	sc_why_clear();
 
 	/* a writer: the member failed us */
-	lock_get(&sc_shared->lock);
-	s = sc_topo_server_by_name(sc_shared->topo, &cur);
+	s = sc_topo_server_by_name(sc_state_lock(), &cur);
 	if(s != NULL) {
 		p = s->pair;
 		sc_pair_hcfg(p, &c);
@@ -1019,18 +588,17 @@ int ki_sipcluster_next(sip_msg_t *msg)
 			r = 0;
 		}
 	}
-	lock_release(&sc_shared->lock);
+	sc_state_unlock();
 	if(r < 0 && !sc_in_dialog(msg))
 		r = sc_pick_pair(&d, &tried);
 	if(r < 0) {
-		if(sc_route_reason[0] == '\0')
-			snprintf(sc_route_reason, sizeof(sc_route_reason),
-					"every SIP Server tried");
+		if(sc_why()[0] == '\0')
+			sc_why_set("every SIP Server tried");
 		unsigned int sup;
 		if(sc_rl_kind(SC_RL_NEXT, &sup))
 			LM_NOTICE("no failover destination left after %.*s: %s (%u more "
 					  "since the last such line)\n",
-					cur.len, cur.s, sc_route_reason, sup);
+					cur.len, cur.s, sc_why(), sup);
 		update_stat(sc_st_unavailable, 1);
 		return -1;
 	}
@@ -1362,7 +930,7 @@ int ki_sipcluster_dialog(sip_msg_t *msg)
 				msg->first_line.u.request.method.s, sb, pb);
 	}
 	/* the partner is the failover of this transaction */
-	sc_route_remember(pb, sb);
+	sc_remember_cstr(pb, sb);
 	if(sc_set_du_flow(msg, uri, 0) < 0)
 		return -1;
 	return 1;
@@ -1493,90 +1061,6 @@ int ki_sipcluster_check_relay(sip_msg_t *msg)
 	return 1;
 }
 
-/* ---- replies: only from where their branch went ---- */
-
-int sc_reply_from_branch(struct cell *t, int branch, sip_msg_t *rpl)
-{
-	struct ip_addr ip;
-	struct dest_info *dst;
-	sc_addr_t d, s;
-	sc_ip_t sip, dip;
-	sc_view_t *v;
-	sc_server_t *srv;
-	sc_proxy_t *px;
-	int any_port = 0;
-
-	if(t == NULL || rpl == NULL || rpl == FAKED_REPLY)
-		return 1; /* tm's own reply */
-	if(branch < 0 || branch >= (int)t->nr_of_outgoings)
-		return 0;
-	dst = &t->uac[branch].request.dst;
-	su2ip_addr(&ip, &dst->to);
-	memset(&d, 0, sizeof(d));
-	d.af = ip.af;
-	memcpy(d.ip, ip.u.addr, ip.len);
-	d.port = su_getport(&dst->to);
-	d.proto = dst->proto;
-	memset(&s, 0, sizeof(s));
-	s.af = rpl->rcv.src_ip.af;
-	memcpy(s.ip, rpl->rcv.src_ip.u.addr, rpl->rcv.src_ip.len);
-	s.port = rpl->rcv.src_port;
-	s.proto = rpl->rcv.proto;
-	if(d.port != s.port && d.proto != PROTO_UDP && d.proto != PROTO_SCTP) {
-		/* a document element whose port the document leaves open may
-		 * answer over a connection it opened itself (as for requests) */
-		sc_msg_ip(rpl, &sip);
-		memset(&dip, 0, sizeof(dip));
-		dip.af = ip.af;
-		memcpy(dip.ip, ip.u.addr, ip.len);
-		v = sc_view_get();
-		srv = sc_topo_server_by_src(v->topo, &sip, s.port, s.proto);
-		px = sc_topo_proxy_by_src(v->topo, &sip, s.port, s.proto);
-		any_port = (srv && sc_ip_eq(&srv->ip, &dip))
-				   || (px && sc_ip_eq(&px->ip, &dip));
-		sc_view_put();
-	}
-	return sc_reply_src_ok(&d, &s, any_port);
-}
-
-/* reply_route (before tm sees the reply): a reply that matches a
- * transaction but does not come from where the branch it matches went is
- * dropped (returns -1); tm's reference is released here */
-int ki_sipcluster_check_reply(sip_msg_t *msg)
-{
-	struct cell *t;
-	int branch = -1;
-	char why[160];
-	struct ip_addr ip;
-
-	if(msg == NULL || msg == FAKED_REPLY
-			|| msg->first_line.type != SIP_REPLY)
-		return 1;
-	if(sc_rt_tmb.t_check(msg, &branch) != 1)
-		return 1; /* no transaction: tm's on_sl_reply route drops it */
-	t = sc_rt_tmb.t_gett();
-	if(t == NULL || t == T_UNDEFINED)
-		return 1;
-	if(sc_reply_from_branch(t, branch, msg))
-		return 1;
-	update_stat(sc_st_replies_dropped, 1);
-	if(branch >= 0 && branch < (int)t->nr_of_outgoings) {
-		su2ip_addr(&ip, &t->uac[branch].request.dst.to);
-		snprintf(why, sizeof(why),
-				"%d for %.*s of branch %d sent to %s:%d (%s): not from "
-				"there (forged?)",
-				msg->first_line.u.reply.statuscode, t->method.len,
-				t->method.s, branch, ip_addr2a(&ip),
-				su_getport(&t->uac[branch].request.dst.to),
-				proto2a(t->uac[branch].request.dst.proto));
-	} else {
-		snprintf(why, sizeof(why), "matches no branch");
-	}
-	sc_refuse_log(msg, 0, why);
-	sc_rt_tmb.t_unref(msg);
-	return -1;
-}
-
 /* a request from an HA pair member proves it is the active one: only a
  * dialog-forming (INVITE, SUBSCRIBE, REFER) or in-dialog request counts
  * (a backup may well send OPTIONS or REGISTER) */
@@ -1606,8 +1090,7 @@ int ki_sipcluster_seen_request(sip_msg_t *msg)
 	if(s == NULL)
 		return ret;
 	/* news for the state machine: a writer */
-	lock_get(&sc_shared->lock);
-	s = sc_src_server(sc_shared->topo, msg);
+	s = sc_src_server(sc_state_lock(), msg);
 	if(s != NULL) {
 		sc_pair_t *p = s->pair;
 		ret = 1;
@@ -1622,8 +1105,7 @@ int ki_sipcluster_seen_request(sip_msg_t *msg)
 			SC_INC(s->h.requests);
 		}
 	}
-	sc_view_update();
-	lock_release(&sc_shared->lock);
+	sc_state_unlock();
 	if(events)
 		sc_transition_report(&tr);
 	return ret;

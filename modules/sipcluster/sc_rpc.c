@@ -1,6 +1,11 @@
 /*
  * sipcluster - RPC commands (kamcmd sipcluster.*)
  *
+ * Layer: the top of the work, beside sc_prom.c: it reads the state
+ * (sc_state), asks the routing and the registrar what they would do now
+ * (sipcluster.which), and is called by nobody but the RPC core (registered
+ * from mod_init). The sync's own RPCs live in sc_syncd.c.
+ *
  * This file is part of sipcluster, a Kamailio module.
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -12,7 +17,10 @@
 #include "../../core/rpc.h"
 #include "../../core/rpc_lookup.h"
 
-#include "sc_mod.h"
+#include "sc_rpc.h"
+#include "sc_state.h"
+#include "sc_route.h"
+#include "sc_reg.h"
 #include "sc_topo.h"
 #include "sc_health.h"
 #include "sc_codec.h"
@@ -86,9 +94,11 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 	str geo, name = STR_NULL;
 	sc_pair_t *only = NULL;
 	int only_geo = -1;
+	sc_state_info_t si;
 
 	if(rpc->scan(ctx, "*S", &name) < 1)
 		name.len = 0;
+	sc_state_info(&si);
 	/* O(pairs) of formatting: done on the readers' view, without the lock
 	 * (the live counters are read as they are) */
 	v = sc_view_get();
@@ -119,12 +129,12 @@ static void sc_rpc_list(rpc_t *rpc, void *ctx)
 			&t->proxies[self].name, "geo_location", &t->proxies[self].geo);
 	rpc->struct_add(th, "dddduuL", "proxies", t->nproxies, "pairs", t->npairs,
 			"servers", t->nservers, "geo_locations", t->ngeos, "reloads",
-			sc_shared->reloads, "reload_failures", sc_shared->reload_failures,
-			"loaded_at_ms", (long long)sc_shared->loaded_at);
+			si.reloads, "reload_failures", si.reload_failures, "loaded_at_ms",
+			si.loaded_at);
 	/* versions replaced by reloads and state changes that a request may
 	 * still read, and those freed since the start */
-	rpc->struct_add(th, "uu", "retired_pending", SC_RD(sc_shared->rcu.npending),
-			"retired_freed", (unsigned int)SC_RD(sc_shared->rcu.nfreed));
+	rpc->struct_add(th, "uu", "retired_pending", si.retired_pending,
+			"retired_freed", si.retired_freed);
 	if(rpc->struct_add(th, "[", "GEO_LOCATIONS", &gah) < 0)
 		goto done;
 	for(g = 0; g < t->ngeos; g++) {
@@ -203,6 +213,7 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 	int admin, events = 0, prev = -1, ok = 1;
 	sc_pair_t *p = NULL;
 	sc_server_t *s;
+	sc_topo_t *t;
 	sc_transition_t tr;
 
 	if(rpc->scan(ctx, "SS", &name, &st) < 2)
@@ -221,13 +232,13 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 				st.len, st.s);
 		return;
 	}
-	lock_get(&sc_shared->lock);
-	p = sc_topo_pair_by_name(sc_shared->topo, &name);
+	t = sc_state_lock();
+	p = sc_topo_pair_by_name(t, &name);
 	if(p != NULL) {
 		prev = sc_pair_active_index(p);
 		sc_health_set_pair_admin(p, admin, sc_now_ms(), sc_wall_ms(), &events);
 	} else {
-		s = sc_topo_server_by_name(sc_shared->topo, &name);
+		s = sc_topo_server_by_name(t, &name);
 		if(s != NULL) {
 			p = s->pair;
 			prev = sc_pair_active_index(p);
@@ -239,8 +250,7 @@ static void sc_rpc_set_state(rpc_t *rpc, void *ctx)
 	}
 	if(ok && events)
 		sc_transition_fill(&tr, p, events, prev, "operator set_state");
-	sc_view_update();
-	lock_release(&sc_shared->lock);
+	sc_state_unlock();
 	if(!ok) {
 		rpc->fault(ctx, 404, "No HA pair or server named '%.*s'", name.len,
 				name.s);

@@ -60,7 +60,8 @@
 #include "../../modules/dmq/bind_dmq.h"
 #include "sc_kcompat.h"
 
-#include "sc_mod.h"
+#include "sc_state.h"
+#include "sc_msg.h"
 #include "sc_topo.h"
 #include "sc_sync.h"
 #include "sc_syncd.h"
@@ -158,6 +159,9 @@ typedef struct sc_sync_shared
 } sc_sync_shared_t;
 
 static sc_sync_shared_t *sc_sy = NULL;
+/* the registrar's max_expires (sc_sync_init): a replicated binding never
+ * outlives what a REGISTER here could get */
+static int sc_sy_max_expires = 86400;
 static dmq_api_t sc_dmq;
 static dmq_peer_t *sc_dmq_peer = NULL;
 static usrloc_api_t *sc_ul = NULL;
@@ -527,7 +531,7 @@ counter_val_t sc_sync_stat_tombstones(void)
 
 /* ---- peers (from the cluster document) ---- */
 
-/* under sc_sy->lock; the topology under sc_shared->lock */
+/* under sc_sy->lock; the topology under the state lock */
 static void sc_sync_peers_refresh(void)
 {
 	sc_topo_t *t;
@@ -535,17 +539,16 @@ static void sc_sync_peers_refresh(void)
 	int nold, i, k, n = 0, self, selfid;
 
 	/* unchanged topology (nearly always): no global lock taken */
-	if(sc_sy->topo_gen == *(volatile unsigned int *)&sc_shared->topo_gen)
+	if(sc_sy->topo_gen == sc_state_gen())
 		return;
-	lock_get(&sc_shared->lock);
-	t = sc_shared->topo;
-	if(sc_sy->topo_gen == sc_shared->topo_gen) {
-		lock_release(&sc_shared->lock);
+	t = sc_state_lock();
+	if(sc_sy->topo_gen == sc_state_gen()) {
+		sc_state_unlock();
 		return;
 	}
 	nold = sc_sy->npeers;
 	memcpy(old, sc_sy->peer, nold * sizeof(old[0]));
-	self = sc_shared->self;
+	self = sc_state_self();
 	selfid = t->proxies[self].server_id;
 	for(i = 0; i < t->nproxies && n < SC_SYNC_MAX_PEERS; i++) {
 		sc_proxy_t *p = &t->proxies[i];
@@ -585,8 +588,8 @@ static void sc_sync_peers_refresh(void)
 		n++;
 	}
 	sc_sy->npeers = n;
-	sc_sy->topo_gen = sc_shared->topo_gen;
-	lock_release(&sc_shared->lock);
+	sc_sy->topo_gen = sc_state_gen();
+	sc_state_unlock();
 }
 
 static sc_sync_peer_t *sc_sync_peer(const char *name)
@@ -1475,9 +1478,9 @@ static int sc_apply_binding(srjson_doc_t *d, srjson_t *o, long long now)
 		return 0;
 	/* a far-future version would beat every later copy for ever */
 	if(!sc_sync_time_ok(rec.v.lm, now, sc_sync_max_skew)
-			|| (rec.v.expires != 0 && sc_max_expires > 0
+			|| (rec.v.expires != 0 && sc_sy_max_expires > 0
 					&& !sc_sync_time_ok(rec.v.expires,
-							now + sc_max_expires, sc_sync_max_skew))) {
+							now + sc_sy_max_expires, sc_sync_max_skew))) {
 		sc_sync_reject(sc_sync_msg, "binding", &rec.aor);
 		return 0;
 	}
@@ -1560,7 +1563,7 @@ static int sc_apply_tomb(srjson_doc_t *d, srjson_t *o, long long now)
 		return 0;
 	}
 	/* no longer than the deleted binding could have lived */
-	until = sc_sync_until_bound(until, now, sc_sync_max_skew, sc_max_expires);
+	until = sc_sync_until_bound(until, now, sc_sync_max_skew, sc_sy_max_expires);
 	h = sc_ul->get_aorhash(&in.aor);
 	res = sc_lock_local(&in.aor, &in.c, &r, &lc, &lv);
 	dec = sc_sync_decide_tomb(lc ? &lv : NULL, &in.v);
@@ -1763,10 +1766,11 @@ int sc_sync_journal_apply(void)
 	return 0;
 }
 
-int sc_sync_init(void *ul_api, void *dom)
+int sc_sync_init(void *ul_api, void *dom, int max_expires)
 {
 	dmq_peer_t peer;
 
+	sc_sy_max_expires = max_expires;
 	if(sc_sync_interval < 0 || sc_sync_wait < 0 || sc_sync_settle < 0
 			|| (sc_sync_interval > 0
 					&& sc_sync_settle >= 4 * sc_sync_interval)) {

@@ -25,9 +25,9 @@ extern stat_var *sc_st_sync_repairs;
 extern stat_var *sc_st_sync_sent;
 extern stat_var *sc_st_sync_applied;
 
-/* mod_init, after usrloc is bound (ul_api: usrloc_api_t*, dom: udomain_t*;
+/* sc_reg_init, after usrloc is bound (ul_api: usrloc_api_t*, dom: udomain_t*;
  * NULL when usrloc is not loaded) */
-int sc_sync_init(void *ul_api, void *dom);
+int sc_sync_init(void *ul_api, void *dom, int max_expires);
 /* the tombstone journal applied to what usrloc loaded (PROC_SIPINIT) */
 int sc_sync_journal_apply(void);
 int sc_sync_rpc_init(void);

@@ -19,6 +19,12 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUNS = os.path.join(TOP, "build", "test-runs")
 LAB = os.path.join(TOP, "scripts", "lab")
 PROXY = os.path.join(TOP, "scripts", "sipcluster-proxy")
+# the routing under test: "native" (kamailio-cfg/kamailio.cfg, the product)
+# or "lua" (SC_ROUTING=lua: every proxy runs the KEMI Lua example instead,
+# examples/kemi-lua; test_kemi always does)
+LUA_SCRIPT = os.path.join(TOP, "examples", "kemi-lua", "sipcluster.lua")
+LUA_DEFS = ["-A", "WITH_KEMI_LUA", "-A", 'KEMI_LUA_SCRIPT="%s"' % LUA_SCRIPT]
+ROUTING = os.environ.get("SC_ROUTING", "native")
 MODULE = os.path.join(TOP, "modules", "sipcluster", "sipcluster.so")
 CFG = os.path.join(TOP, "kamailio-cfg", "kamailio.cfg")
 
@@ -322,8 +328,12 @@ class Cluster:
         cmd = [PROXY, "start", "--cluster", self.file, "--name", name, "--dir", d]
         if tls_cfg:
             cmd += ["--tls-cfg", tls_cfg]
+        extra = list(extra)
+        if ROUTING == "lua" and "WITH_KEMI_LUA" not in extra:
+            # SC_ROUTING=lua: the same test against the KEMI Lua example
+            extra += LUA_DEFS
         if extra:
-            cmd += ["--"] + list(extra)
+            cmd += ["--"] + extra
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if check and p.returncode != 0:
             log = ""

@@ -1,23 +1,22 @@
-"""KEMI (issue 11): the shipped cfg with -A WITH_KEMI_LUA routes with the
-shipped sipcluster.lua instead of the native blocks. Driven like the native
-script: registration with the SIP Server's challenge and replication,
+"""KEMI: the shipped cfg with -A WITH_KEMI_LUA routes with the Lua example
+(examples/kemi-lua/sipcluster.lua) instead of the native blocks. These tests
+are the example's contract (examples/kemi-lua/README.md), driven like the
+native script: registration with the SIP Server's challenge and replication,
 delivery to the endpoint, calls with the BYE through the other proxy, the
 trust rule (a foreign Route set refused), and the pair-state event reaching
 the Lua event_callback."""
 
-import os
 import time
 import unittest
 import uuid
 
-from harness import (TOP, Call, Cluster, Endpoint, Sink, final_reply, kamcmd,
+from harness import (LUA_DEFS, Call, Cluster, Endpoint, Sink, final_reply, kamcmd,
                      reply_code, send_raw, sip_msg, ul_dump, wait_until,
                      cluster_xml, pair_xml, proxy_xml)
 
 B = "127.29"
 P1, P2 = (B + ".0.1", 5060), (B + ".0.2", 5060)
-LUA = ["-A", "WITH_KEMI_LUA", "-A", 'KEMI_LUA_SCRIPT="%s"'
-       % os.path.join(TOP, "kamailio-cfg", "sipcluster.lua"),
+LUA = LUA_DEFS + [
        "-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1", "-A", "NO_PIKE",
        "-A", "WITH_PROMETHEUS", "-A", "MAX_CALLID_LEN=64"]
 

@@ -89,7 +89,9 @@ class TestDebianPackage(unittest.TestCase):
     def test_3_layout(self):
         for p in ("usr/lib/%s/kamailio/modules/sipcluster.so" % MULTIARCH,
                   "usr/sbin/sipcluster-proxy", "usr/sbin/sipcluster-check",
-                  "usr/share/sipcluster/kamailio.cfg", "usr/share/sipcluster/sipcluster.lua",
+                  "usr/share/sipcluster/kamailio.cfg",
+                  "usr/share/doc/kamailio-sipcluster-modules/examples/kemi-lua/sipcluster.lua",
+                  "usr/share/doc/kamailio-sipcluster-modules/examples/kemi-lua/README.md",
                   "usr/share/sipcluster/cluster-example.xml",
                   "usr/share/sipcluster/sipcluster-local.cfg",
                   "usr/share/sipcluster/sipcluster-local-defs.cfg",

@@ -1,5 +1,9 @@
 -- sipcluster: the routing logic of kamailio.cfg as a KEMI Lua script.
 --
+-- An EXAMPLE with a smaller contract than the shipped kamailio.cfg (the
+-- product): README.md beside it says what is tested under it (the
+-- hostile-traffic suites and test_kemi) and what is not (no LOCAL_* hooks).
+--
 -- kamailio.cfg loads it with -A WITH_KEMI_LUA (app_lua, cfgengine "lua"):
 -- the same modules and parameters, this routing instead of the native
 -- blocks (which the cfg then leaves out). KEMI_LUA_SCRIPT names the file
@@ -356,6 +360,36 @@ function ksr_tcpops_event(evname)
 	end
 end
 
+-- the per-pair and per-server series, handed out one at a time by the
+-- module and set with xhttp_prom's own functions
+local function prom_series()
+	local P = KSR.xhttp_prom
+	while KSR.sipcluster.prom_next() > 0 do
+		local m = KSR.pv.get("$sipcluster(prom_metric)")
+		local v = KSR.pv.get("$sipcluster(prom_value)")
+		local a = KSR.pv.get("$sipcluster(prom_l1)")
+		local b = KSR.pv.get("$sipcluster(prom_l2)")
+		local gauge = KSR.pv.get("$sipcluster(prom_kind)") == "gauge"
+		local reset = KSR.pv.get("$sipcluster(prom_reset)") == 1
+		if KSR.pv.get("$sipcluster(prom_labels)") == 2 then
+			if gauge then
+				P.gauge_set_l2(m, tostring(v), a, b)
+			else
+				if reset then P.counter_reset_l2(m, a, b) end
+				P.counter_inc_l2(m, v, a, b)
+			end
+		else
+			local c = KSR.pv.get("$sipcluster(prom_l3)")
+			if gauge then
+				P.gauge_set_l3(m, tostring(v), a, b, c)
+			else
+				if reset then P.counter_reset_l3(m, a, b, c) end
+				P.counter_inc_l3(m, v, a, b, c)
+			end
+		end
+	end
+end
+
 -- HTTP on HTTP_PORT only: /metrics for Prometheus, /RPC for JSON-RPC
 -- (modparam xhttp event_callback)
 function ksr_xhttp_event(evname)
@@ -366,7 +400,7 @@ function ksr_xhttp_event(evname)
 	end
 	local hu = KSR.pv.get("$hu") or ""
 	if string.find(hu, "^/metrics") then
-		KSR.sipcluster.prom_update()
+		prom_series()
 		KSR.xhttp_prom.dispatch()
 		return
 	end
