@@ -633,22 +633,6 @@ void sc_transition_report(sc_transition_t *tr)
 	sc_run_event_route(tr);
 }
 
-/* ---- $sipcluster(key) for event_route[sipcluster:pair-state] ---- */
-
-enum
-{
-	SC_PV_PAIR = 1,
-	SC_PV_STATE,
-	SC_PV_ACTIVE,
-	SC_PV_ACTIVE_ADDR,
-	SC_PV_PREVIOUS,
-	SC_PV_REASON,
-	SC_PV_PRIMARY,
-	SC_PV_PROXY,
-	SC_PV_GEO,
-	SC_PV_WHY
-};
-
 /* ---- life cycle ---- */
 
 int sc_state_init(void)
