@@ -345,6 +345,12 @@ class Cluster:
         if p.returncode == 0:
             _started.append(d)
             self.procs.append(d)
+            if "WITH_KEMI_LUA" in extra:
+                # the Lua pass tests the Lua routing, not the native one
+                r = kamcmd(d, "app_lua.list")
+                if os.path.basename(LUA_SCRIPT) not in r.stdout:
+                    raise RuntimeError("proxy %s: the Lua script is not loaded: %s%s"
+                                       % (name, r.stdout, r.stderr))
             if wait_sync:
                 self.wait_synced()
         return p
