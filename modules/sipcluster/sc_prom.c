@@ -187,7 +187,7 @@ static int sc_prom_snapshot(sip_msg_t *msg)
 		}
 	}
 	sc_view_put();
-	if(6 * (np + k) >= cfg_get(core, core_cfg, max_while_loops)) {
+	if(6 * (np + k) > cfg_get(core, core_cfg, max_while_loops)) {
 		static long long warned = 0;
 		long long now = sc_now_ms();
 		if(warned == 0 || now - warned >= 1000LL * sc_log_interval) {

@@ -228,6 +228,23 @@ class TestStartAndReload(unittest.TestCase):
     def names(self):
         return {n: sorted(p["SERVERS"]) for n, p in self.c.pairs("px").items()}
 
+    def test_prometheus_series_beyond_max_while_loops_are_named(self):
+        # 2 pairs and 3 servers: 30 series, but the cfg loop may run 10 times
+        import urllib.request
+        self.c.start_standin("s1a", B + ".50.11")
+        self.c.start_standin("s1b", B + ".50.12", backup=True)
+        self.c.start_proxy("px", ["-A", "OOS_CHECK=1", "-A", "OOS_FORCE=1",
+                                  "-A", "WITH_PROMETHEUS", "-A", "PROM_MAX_SERIES=10"])
+        with urllib.request.urlopen("http://%s.50.1:9090/metrics" % B, timeout=10) as r:
+            self.assertEqual(r.status, 200)
+            text = r.read().decode()
+        lines = [x for x in text.splitlines()
+                 if x.startswith(("kamailio_sipcluster_pair_", "kamailio_sipcluster_server_"))]
+        self.assertEqual(len(lines), 10, text)  # the scrape still answers, cut short
+        self.assertTrue(wait_until(lambda: "30 Prometheus series (6 per HA pair and per "
+                                   "server), but max_while_loops is 10" in self.c.log("px"), 3),
+                        self.c.log("px")[-2000:])
+
     def test_bad_document_refuses_start_with_file_line_reason(self):
         bad = self.body_ok.replace('<server name="s1b" address="%s.50.12"' % B,
                                    '<server name="s1b" address="%s.50.12" port="99999"' % B)
